@@ -22,6 +22,7 @@ class ConfigError(ValueError):
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+        self.message = message
 
 
 def setting(default: Any, *, low: float | None = None, high: float | None = None,
@@ -143,7 +144,7 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
         return cls(**kwargs)
     except ConfigError as error:
         if path and not error.path.startswith(path):
-            raise ConfigError(f"{path}.{error.path}", str(error).split(": ", 1)[-1]) from None
+            raise ConfigError(f"{path}.{error.path}", error.message) from None
         raise
 
 

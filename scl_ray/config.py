@@ -1,0 +1,315 @@
+"""The experiment configuration: one frozen dataclass per section, loaded from YAML.
+
+Sections mirror the packages (DESIGN.md): data, model, train, sample, correct, evaluate, loop, sweep,
+resources, plus toy for the Gaussian theory check. Every key has a typed default; `load_config` rejects
+unknown keys, wrong types and out-of-range values with the key path before anything runs, applies
+`--set section.key=value` overrides, and `save_config` writes the resolved config back so that loading
+it again gives an equal object.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from scl_ray.fields import ConfigError, from_dict, setting, to_dict, validate
+
+Switch = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the real motions come from."""
+
+    source: Literal["procedural", "humanml3d"] = setting("procedural", help="embedded generator or a HumanML3D directory")
+    path: str | None = setting(None, help="HumanML3D directory (source humanml3d); procedural data is cached under cache_dir")
+    procedural_num: int = setting(2000, low=50, help="motions the procedural generator writes")
+    procedural_seed: int = setting(0, low=0, help="seed of the procedural dataset")
+    cache_dir: str = setting("~/.cache/scl-ray", help="procedural datasets, text embeddings and evaluators are cached here")
+    min_frames: int = setting(40, low=1, high=196, help="shortest motion used, frames at 20 fps")
+    max_frames: int = setting(196, low=40, high=196, help="longest motion used (and padding length)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.source == "humanml3d" and not self.path:
+            raise ConfigError("path", "data.source is humanml3d: set data.path to the HumanML3D directory")
+        if self.min_frames > self.max_frames:
+            raise ConfigError("min_frames", f"must be <= max_frames ({self.max_frames}), got {self.min_frames}")
+
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's MDM: 8 layers, width 512, 4 heads, FF 1024 (about 17.9 M parameters).
+    "mdm": {"layers": 8, "width": 512, "heads": 4, "ff_size": 1024, "dropout": 0.1},
+    # CPU quickstarts: trains in minutes on two cores.
+    "small": {"layers": 4, "width": 256, "heads": 4, "ff_size": 512, "dropout": 0.1},
+    # Tests only.
+    "tiny": {"layers": 2, "width": 64, "heads": 4, "ff_size": 128, "dropout": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The denoiser and its diffusion process. `preset` fills the size keys; explicit keys win."""
+
+    preset: Literal["mdm", "small", "tiny", "custom"] = setting("small", help="named size (mdm = the paper's)")
+    layers: int = setting(4, low=1, high=48)
+    width: int = setting(256, low=8)
+    heads: int = setting(4, low=1)
+    ff_size: int = setting(512, low=8)
+    dropout: float = setting(0.1, low=0.0, high=0.9)
+    text_max_tokens: int = setting(32, low=4, high=256, help="caption tokens the denoiser attends to")
+    cond_mask_prob: float = setting(0.1, low=0.0, high=1.0, help="text dropped in training, for guidance")
+    diffusion_steps: int = setting(1000, low=2, high=4000, help="T of the training process")
+    noise_schedule: Literal["cosine", "linear"] = setting("cosine")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.width % self.heads:
+            raise ConfigError("width", f"must be divisible by heads ({self.heads}), got {self.width}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of the denoiser (generation 0 runs `steps`; later ones loop.steps_per_generation)."""
+
+    steps: int = setting(2000, low=1, help="optimisation steps of a from-scratch run (generation 0)")
+    batch_size: int = setting(64, low=1, help="global batch, split across Train workers")
+    lr: float = setting(1e-4, low=0.0, low_open=True)
+    weight_decay: float = setting(0.0, low=0.0)
+    grad_clip: float = setting(1.0, low=0.0, help="max gradient norm; 0 disables clipping")
+    ema_decay: float = setting(0.0, low=0.0, high=1.0, help="0 disables EMA weights")
+    geometric_losses: bool = setting(False, help="MDM's joint position/velocity/foot losses")
+    bf16: Switch = setting("auto", help="bf16 autocast; auto = on for CUDA")
+    compile: Switch = setting("auto", help="torch.compile; auto = on for CUDA")
+    seed: int = setting(0, low=0)
+    log_every: int = setting(50, low=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How synthetic and evaluation motions are drawn from the model."""
+
+    sampler: Literal["ddim", "ddpm"] = setting("ddim")
+    steps: int = setting(50, low=1, help="sampling steps (ddpm uses every training step)")
+    eta: float = setting(0.0, low=0.0, high=1.0, help="DDIM stochasticity")
+    guidance: float = setting(2.5, low=0.0, help="classifier-free guidance scale (1 = conditional)")
+    batch_size: int = setting(64, low=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class CorrectConfig:
+    """The MuJoCo physics corrector (a humanoid tracking each synthetic motion)."""
+
+    sim_hz: int = setting(300, low=100, high=1000, help="simulation rate")
+    control_hz: int = setting(30, low=10, high=1000, help="rate at which PD targets are updated")
+    residual_force_limit: float = setting(1.0, low=0.0, help="root residual force limit, in body weights")
+    kp_scale: float = setting(1.0, low=0.0, low_open=True, help="multiplies every joint's position gain")
+    fall_height: float = setting(0.35, low=0.0, help="metres of root deviation from the reference that count as a fall")
+    max_recoveries: int = setting(5, low=0, help="falls recovered before a motion is a fallback")
+    batch_size: int = setting(8, low=1, help="motions per Ray Data batch")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.control_hz > self.sim_hz:
+            raise ConfigError("control_hz", f"must be <= sim_hz ({self.sim_hz}), got {self.control_hz}")
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """The contrastive text/motion evaluator (T2M-style) trained on the real train split."""
+
+    width: int = setting(256, low=8)
+    embed_dim: int = setting(512, low=8, help="shared embedding size (T2M uses 512)")
+    epochs: int = setting(30, low=1)
+    batch_size: int = setting(64, low=2)
+    lr: float = setting(1e-3, low=0.0, low_open=True)
+    seed: int = setting(0, low=0)
+    t2m_checkpoint: str | None = setting(None, help="original T2M evaluator dir (literature-comparable mode)")
+    glove_dir: str | None = setting(None, help="word vectors for the T2M text encoder")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Per-generation evaluation (the standard HumanML3D protocol's constants)."""
+
+    num_samples: int = setting(256, low=32, help="evaluation prompts sampled per generation")
+    r_precision_batch: int = setting(32, low=2, help="R-precision pool size (32 in the protocol)")
+    diversity_pairs: int = setting(300, low=1, help="random pairs for Diversity (300 in the protocol)")
+    mm_prompts: int = setting(16, low=0, help="prompts for MultiModality (0 disables it)")
+    mm_samples: int = setting(10, low=2, help="samples per MultiModality prompt")
+    seed: int = setting(0, low=0)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """One self-consuming loop: the arm is given by synthetic_ratio and strength."""
+
+    generations: int = setting(50, low=0, help="generations after generation 0")
+    train_size: int = setting(64, low=1, help="n: real motions in the training subset")
+    synthetic_ratio: float = setting(0.5, low=0.0, high=10.0, help="lambda: synthetic motions = floor(lambda * n)")
+    strength: float = setting(1.0, low=0.0, high=1.0, help="probability a synthetic motion is replaced by its correction")
+    steps_per_generation: int = setting(1000, low=1)
+    accumulate: bool = setting(False, help="keep earlier generations' synthetic sets (the paper does not)")
+    seed: int = setting(0, low=0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The Ray Tune grid: every combination of the lists is one trial (one loop)."""
+
+    name: str = setting("scl", help="experiment name: the run directory under storage")
+    storage: str = setting("~/scl-ray-results", help="local path or pyarrow URI such as s3://bucket/prefix")
+    synthetic_ratio: tuple[float, ...] = setting((0.0, 0.5, 1.0), low=0.0, high=10.0)
+    strength: tuple[float, ...] = setting((0.0, 1.0), low=0.0, high=1.0)
+    train_size: tuple[int, ...] = setting((64,), low=1)
+    seeds: tuple[int, ...] = setting((0,), low=0)
+    max_concurrent_trials: int | None = setting(None, low=1, help="default: as many as resources allow")
+    max_failures: int = setting(2, low=0, help="retries of a failed trial from its last finished generation")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        for axis in ("synthetic_ratio", "strength", "train_size", "seeds"):
+            if not getattr(self, axis):
+                raise ConfigError(axis, "must list at least one value")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What one trial uses (the arithmetic lives in distributed/runtime.py)."""
+
+    ray_address: str | None = setting(None, help="None starts or joins a local Ray; else an address or 'auto'")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto")
+    num_workers: int = setting(1, low=1, help="Ray Train workers per trial")
+    cpus_per_worker: float = setting(1.0, low=0.0, low_open=True)
+    gpus_per_worker: float = setting(1.0, low=0.0, help="used when device is cuda")
+    corrector_actors: int = setting(1, low=1, help="MuJoCo corrector actors per trial")
+    cpus_per_actor: float = setting(1.0, low=0.0, low_open=True)
+    data_cpus: float = setting(1.0, low=1.0, help="CPUs kept free for Ray Data's read/write tasks")
+    trial_cpus: float = setting(0.01, low=0.0, low_open=True, help="the trial driver's own CPU fraction")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """The paper's Gaussian theory check (PAPER.md, "Toy check")."""
+
+    dims: int = setting(2, low=1)
+    real_points: int = setting(50, low=2)
+    synthetic_ratio: float = setting(0.5, low=0.0, high=10.0)
+    generations: int = setting(500, low=1)
+    gammas: tuple[float, ...] = setting((0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 5.0), low=0.0)
+    corrector: tuple[Literal["histogram", "mixture"], ...] = setting(("histogram",))
+    accumulate: bool = setting(True)
+    histogram_bins: int = setting(10, low=2)
+    seeds: tuple[int, ...] = setting((0, 1, 2), low=0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    correct: CorrectConfig = field(default_factory=CorrectConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    toy: ToyConfig = field(default_factory=ToyConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _expand_model_preset(data: dict) -> dict:
+    """A `model.preset` fills the size keys it names; keys given explicitly win."""
+    model = data.get("model")
+    if isinstance(model, dict) and model.get("preset") in MODEL_PRESETS:
+        data = dict(data)
+        data["model"] = {**MODEL_PRESETS[model["preset"]], **model}
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("", f"override {text!r} must look like section.key=value")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def config_from_dict(data: dict | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate plain data (e.g. parsed YAML) plus `--set` overrides into a Config."""
+    data = dict(data or {})
+    for override in overrides:
+        keys, value = parse_override(override)
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[keys[-1]] = value
+    return from_dict(Config, _expand_model_preset(data))
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config file (None = all defaults) and apply overrides; errors name file and key."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("", f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError("", f"{path} is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("", f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    try:
+        return config_from_dict(data, overrides)
+    except ConfigError as error:
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(error.path, f"{error.message}{where}") from None
+
+
+def config_to_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(config_to_yaml(config))
+    os.replace(handle.name, path)
+    return path
+
