@@ -1,0 +1,199 @@
+"""The self-consuming loop, generation by generation, over injected parts.
+
+The same code runs the motion diffusion model (locally in-process or inside a Ray Train worker) and
+the Gaussian toy: what a generation *does* is here, how each stage runs is in the parts.
+
+  g = 0:  train from scratch on the real set
+  g >= 1: pick floor(lambda * n) training items as prompts -> sample -> correct -> replace each
+          synthetic item by its correction with probability `strength` (drop non-finite ones)
+          -> train a fixed budget on real + synthetic (continuing from g-1's weights)
+  every g: evaluate -> metrics.json, model, DONE -> report
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from scl_ray.config import LoopConfig
+from scl_ray.loop.plan import GenerationPlan, arm_name, plan_generation, replacement_mask
+from scl_ray.loop.state import CORRECTED, MODEL, SYNTHETIC, TrialDirectory
+
+STATUSES = ("corrected", "fallback", "passthrough", "nonfinite")
+
+
+class LoopError(RuntimeError):
+    """A loop cannot go on (e.g. every synthetic sample of a generation is non-finite)."""
+
+
+class ItemSet(Protocol):
+    """A set of training items (motions with captions, or toy points)."""
+
+    status: list[str]
+
+    def __len__(self) -> int: ...
+    def select(self, indices: np.ndarray) -> "ItemSet": ...
+    def finite_mask(self) -> np.ndarray: ...
+
+
+class LoopModel(Protocol):
+    """The generative model of a loop; `train` continues from the current weights."""
+
+    def reset(self, seed: int) -> None: ...
+    def train(self, items: ItemSet, steps: int, seed: int) -> dict[str, float]: ...
+    def sample(self, prompts: ItemSet, seed: int) -> ItemSet: ...
+    def save(self, location: str) -> None: ...
+    def load(self, location: str) -> None: ...
+
+
+@dataclass
+class LoopParts:
+    """Everything a loop needs besides its configuration.
+
+    real: the n real training items. concat: joins item sets. correct(synthetic, seed) -> the
+    corrected set, item for item, with `status`. evaluate(model, generation, seed) -> metrics.
+    write_items / read_items persist synthetic and corrected sets in the generation directory.
+    report(generation, metrics, generation_dir) is called after each generation is DONE.
+    """
+
+    model: LoopModel
+    real: ItemSet
+    concat: Callable[[list[Any]], Any]
+    correct: Callable[[Any, int], Any]
+    evaluate: Callable[[LoopModel, int, int], dict[str, float]]
+    write_items: Callable[[Any, str], None]
+    read_items: Callable[[str], Any]
+    summarize_correction: Callable[[Any, Any], dict[str, float]] = field(default=lambda synthetic, corrected: {})
+    report: Callable[[int, dict[str, float], str], None] = field(default=lambda generation, metrics, path: None)
+    # Rank 0 of a distributed loop writes files; the other ranks compute the same things and skip writing.
+    is_writer: bool = True
+
+
+def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
+    """Indices of the training items whose captions/lengths prompt the synthetic samples."""
+    rng = np.random.default_rng([seed, 0])
+    return rng.choice(num_real, size=num, replace=num > num_real)
+
+
+def mix(synthetic: ItemSet, corrected: ItemSet, strength: float, seed: int, concat) -> ItemSet:
+    """Each synthetic item replaced by its correction with probability `strength`; non-finite dropped."""
+    if len(synthetic) != len(corrected):
+        raise LoopError(f"the corrector returned {len(corrected)} items for {len(synthetic)} synthetic ones")
+    replace = replacement_mask(len(synthetic), strength, seed)
+    chosen = concat([synthetic.select(np.flatnonzero(~replace)), corrected.select(np.flatnonzero(replace))])
+    return chosen.select(np.flatnonzero(chosen.finite_mask()))
+
+
+def accumulated(mixed_sets: list[ItemSet], concat) -> ItemSet:
+    """The paper's toy accumulation: at generation k, set S_j contributes its first floor(j/k |S_j|)."""
+    k = len(mixed_sets)
+    parts = [items.select(np.arange(int(np.floor(j / k * len(items) + 1e-9))))
+             for j, items in enumerate(mixed_sets, start=1)]
+    return concat(parts)
+
+
+def status_counts(corrected: ItemSet) -> dict[str, float]:
+    statuses = list(corrected.status)
+    return {f"correction/{name}": float(statuses.count(name)) for name in STATUSES}
+
+
+class SelfConsumingLoop:
+    """Runs generations start..G of one loop in `directory`, resuming after the newest DONE."""
+
+    def __init__(self, loop: LoopConfig, initial_steps: int, parts: LoopParts,
+                 directory: TrialDirectory | None):
+        """directory None keeps nothing on disk (the toy's thousands of tiny generations)."""
+        self.loop = loop
+        self.initial_steps = initial_steps
+        self.parts = parts
+        self.directory = directory
+        self.mixed_history: list[ItemSet] = []
+
+    @property
+    def arm(self) -> str:
+        return arm_name(self.loop.synthetic_ratio, self.loop.strength)
+
+    def plan(self, generation: int) -> GenerationPlan:
+        return plan_generation(self.loop, generation, self.initial_steps, len(self.parts.real))
+
+    def resume(self) -> int:
+        """Restore the newest finished generation; returns the first generation still to run."""
+        latest = None if self.directory is None else self.directory.latest_done()
+        if latest is None:
+            return 0
+        self.parts.model.load(self.directory.file(latest, MODEL))
+        if self.loop.accumulate:
+            self.mixed_history = [self._mixed_from_disk(g) for g in range(1, latest + 1)]
+        return latest + 1
+
+    def _mixed_from_disk(self, generation: int) -> ItemSet:
+        plan = self.plan(generation)
+        synthetic = self.parts.read_items(self.directory.file(generation, SYNTHETIC))
+        corrected = self.parts.read_items(self.directory.file(generation, CORRECTED))
+        return mix(synthetic, corrected, plan.strength, plan.seed, self.parts.concat)
+
+    def run(self, progress: Callable[[int, dict], None] | None = None) -> list[dict]:
+        """Run every generation not yet DONE; returns the metrics of those it ran."""
+        ran = []
+        for generation in range(self.resume(), self.loop.generations + 1):
+            metrics = self.run_generation(self.plan(generation))
+            ran.append(metrics)
+            if progress is not None:
+                progress(generation, metrics)
+        return ran
+
+    def run_generation(self, plan: GenerationPlan) -> dict[str, float]:
+        parts, directory, g = self.parts, self.directory, plan.generation
+        writer = parts.is_writer and directory is not None
+        timings: dict[str, float] = {}
+        metrics: dict[str, float] = {"generation": float(g)}
+        started = time.perf_counter()
+        training_set = parts.real
+        if plan.from_scratch:
+            parts.model.reset(plan.seed)
+        elif plan.num_synthetic > 0:
+            prompts = parts.real.select(choose_prompts(len(parts.real), plan.num_synthetic, plan.seed))
+            tic = time.perf_counter()
+            synthetic = parts.model.sample(prompts, plan.seed)
+            timings["sample_s"] = time.perf_counter() - tic
+            finite = synthetic.finite_mask()
+            metrics["synthetic/nonfinite"] = float(len(synthetic) - finite.sum())
+            if not finite.any():
+                raise LoopError(f"generation {g}: all {len(synthetic)} synthetic samples are non-finite "
+                                "(NaN or inf): the model has diverged")
+            tic = time.perf_counter()
+            corrected = parts.correct(synthetic, plan.seed)
+            timings["correct_s"] = time.perf_counter() - tic
+            metrics.update(status_counts(corrected))
+            metrics.update(parts.summarize_correction(synthetic, corrected))
+            if writer:
+                parts.write_items(synthetic, directory.file(g, SYNTHETIC))
+                parts.write_items(corrected, directory.file(g, CORRECTED))
+            mixed = mix(synthetic, corrected, plan.strength, plan.seed, parts.concat)
+            if self.loop.accumulate:
+                self.mixed_history.append(mixed)
+                mixed = accumulated(self.mixed_history, parts.concat)
+            metrics["synthetic/trained_on"] = float(len(mixed))
+            training_set = parts.concat([parts.real, mixed])
+        tic = time.perf_counter()
+        for key, value in parts.model.train(training_set, plan.train_steps, plan.seed).items():
+            metrics[f"train/{key}"] = value
+        timings["train_s"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        metrics.update(parts.evaluate(parts.model, g, plan.seed))
+        timings["evaluate_s"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        if writer:
+            parts.model.save(directory.file(g, MODEL))
+        timings["save_s"] = time.perf_counter() - tic
+        timings["generation_s"] = time.perf_counter() - started
+        metrics.update({f"time/{key}": value for key, value in timings.items()})
+        if writer:
+            directory.write_metrics(g, metrics)
+            directory.mark_done(g)
+        parts.report(g, metrics, directory.generation(g) if directory is not None else "")
+        return metrics

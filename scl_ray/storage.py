@@ -1,0 +1,100 @@
+"""Files on a local disk or any pyarrow filesystem URI (s3://, gs://, file://), written atomically.
+
+A local write goes to a temporary name in the same directory and is renamed into place, so a reader
+never sees half a file and a crash never corrupts a finished one; object stores make a single put
+atomic already. Everything that writes results (run directories, Parquet motion sets, checkpoints)
+goes through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path (with ~ expanded) or a URI."""
+    location = str(location)
+    if is_uri(location):
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), str(Path(location).expanduser().absolute())
+
+
+def join(location: str | os.PathLike, *parts: str) -> str:
+    """Join path parts onto a local path or a URI."""
+    location = str(location)
+    if is_uri(location):
+        return "/".join([location.rstrip("/"), *parts])
+    return str(Path(location).expanduser().joinpath(*parts))
+
+
+def write_bytes(location: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `location` atomically, creating parent directories."""
+    filesystem, path = resolve(location)
+    parent = path.rsplit("/", 1)[0]
+    filesystem.create_dir(parent, recursive=True)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        temporary = f"{parent}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with filesystem.open_output_stream(temporary) as stream:
+                stream.write(data)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    else:
+        with filesystem.open_output_stream(path) as stream:
+            stream.write(data)
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    filesystem, path = resolve(location)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{location} does not exist") from None
+
+
+def write_text(location: str | os.PathLike, text: str) -> None:
+    write_bytes(location, text.encode())
+
+
+def read_text(location: str | os.PathLike) -> str:
+    return read_bytes(location).decode()
+
+
+def write_json(location: str | os.PathLike, value: Any) -> None:
+    write_text(location, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(location: str | os.PathLike) -> Any:
+    return json.loads(read_text(location))
+
+
+def exists(location: str | os.PathLike) -> bool:
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_dir(location: str | os.PathLike) -> list[str]:
+    """Names (not paths) of the entries directly under a directory; [] if it does not exist."""
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(info.base_name for info in infos)
+
+
+def make_dirs(location: str | os.PathLike) -> None:
+    filesystem, path = resolve(location)
+    filesystem.create_dir(path, recursive=True)

@@ -1,0 +1,169 @@
+"""The loop's sequence, resume and accounting, with a one-number model so every value is checkable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from scl_ray.config import LoopConfig
+from scl_ray.loop.generation import LoopError, LoopParts, SelfConsumingLoop, accumulated, mix
+from scl_ray.loop.plan import arm_name, plan_generation, trial_name
+from scl_ray.loop.state import TrialDirectory
+from scl_ray import storage
+
+
+@dataclass
+class Values:
+    """Items are plain numbers; status says how the corrector treated each."""
+
+    values: np.ndarray
+    status: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.values = np.asarray(self.values, dtype=float)
+        if not self.status:
+            self.status = [""] * len(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+    def select(self, indices):
+        indices = np.asarray(indices, dtype=int)
+        return Values(self.values[indices], [self.status[i] for i in indices])
+
+    def finite_mask(self):
+        return np.isfinite(self.values)
+
+
+def concat(sets):
+    return Values(np.concatenate([s.values for s in sets]), [x for s in sets for x in s.status])
+
+
+class MeanModel:
+    """'Trains' to the mean of its data; samples that mean plus seeded noise (or NaN on demand)."""
+
+    def __init__(self, nan=False):
+        self.mean = 0.0
+        self.nan = nan
+        self.trained_sizes = []
+
+    def reset(self, seed):
+        self.mean = 0.0
+
+    def train(self, items, steps, seed):
+        self.trained_sizes.append(len(items))
+        self.mean = float(items.values.mean())
+        return {"loss": float(np.var(items.values))}
+
+    def sample(self, prompts, seed):
+        if self.nan:
+            return Values(np.full(len(prompts), np.nan))
+        return Values(self.mean + np.random.default_rng(seed).normal(size=len(prompts)) + 1.0)
+
+    def save(self, location):
+        storage.write_json(location, {"mean": self.mean})
+
+    def load(self, location):
+        self.mean = storage.read_json(location)["mean"]
+
+
+def make_parts(model, real, calls=None):
+    calls = calls if calls is not None else []
+
+    def correct(synthetic, seed):
+        calls.append(len(synthetic))
+        return Values(synthetic.values - 1.0, ["corrected"] * len(synthetic))
+
+    return LoopParts(
+        model=model,
+        real=real,
+        concat=concat,
+        correct=correct,
+        evaluate=lambda m, g, seed: {"distance": abs(m.mean)},
+        write_items=lambda items, loc: storage.write_json(loc, {"v": items.values.tolist(), "s": items.status}),
+        read_items=lambda loc: Values(**dict(zip(("values", "status"), storage.read_json(loc).values()))),
+    )
+
+
+def test_plan_and_names():
+    loop = LoopConfig(generations=3, train_size=10, synthetic_ratio=0.75, strength=1.0, steps_per_generation=7)
+    assert plan_generation(loop, 0, 100, 10).train_steps == 100
+    assert plan_generation(loop, 0, 100, 10).num_synthetic == 0
+    assert plan_generation(loop, 2, 100, 10).num_synthetic == 7  # floor(0.75 * 10)
+    assert plan_generation(loop, 2, 100, 10).train_steps == 7
+    assert plan_generation(loop, 1, 100, 10).seed != plan_generation(loop, 2, 100, 10).seed
+    with pytest.raises(ValueError, match="outside 0..3"):
+        plan_generation(loop, 4, 100, 10)
+    assert [arm_name(0, 1), arm_name(0.5, 0), arm_name(0.5, 0.5)] == ["baseline", "self-consuming", "corrected"]
+    assert trial_name(loop) == "n10_lambda0.75_strength1_seed0"
+
+
+def test_mix_replaces_with_probability_strength_and_drops_nonfinite():
+    synthetic = Values(np.r_[np.arange(999.0), np.nan])
+    corrected = Values(-np.ones(1000), ["corrected"] * 1000)
+    for strength in (0.0, 0.3, 1.0):
+        mixed = mix(synthetic, corrected, strength, seed=1, concat=concat)
+        replaced = (mixed.values == -1).mean()
+        assert abs(replaced - strength) < 0.05
+        assert np.isfinite(mixed.values).all()
+    with pytest.raises(LoopError, match="returned 3 items for 1000"):
+        mix(synthetic, Values(np.zeros(3)), 0.5, 0, concat)
+
+
+def test_accumulation_takes_growing_prefixes():
+    sets = [Values(np.full(20, j)) for j in range(1, 5)]
+    pooled = accumulated(sets, concat)
+    counts = [int((pooled.values == j).sum()) for j in range(1, 5)]
+    assert counts == [5, 10, 15, 20]  # floor(j/4 * 20)
+
+
+def test_loop_runs_every_generation_and_writes_done(tmp_path):
+    loop = LoopConfig(generations=3, train_size=20, synthetic_ratio=0.5, strength=1.0, steps_per_generation=5)
+    model, calls = MeanModel(), []
+    real = Values(np.linspace(-1, 1, 20))
+    directory = TrialDirectory(tmp_path / "trial")
+    metrics = SelfConsumingLoop(loop, 10, make_parts(model, real, calls), directory).run()
+    assert [m["generation"] for m in metrics] == [0, 1, 2, 3]
+    assert calls == [10, 10, 10]
+    assert model.trained_sizes == [20, 30, 30, 30]
+    assert directory.done_generations() == [0, 1, 2, 3]
+    stored = json.loads((tmp_path / "trial" / "gen_002" / "metrics.json").read_text())
+    assert stored["correction/corrected"] == 10 and stored["synthetic/trained_on"] == 10
+    assert stored["time/generation_s"] >= stored["time/train_s"]
+    assert (tmp_path / "trial" / "gen_001" / "synthetic.parquet").exists()
+
+
+def test_resume_continues_after_newest_done_and_matches_uninterrupted(tmp_path):
+    loop = LoopConfig(generations=4, train_size=20, synthetic_ratio=1.0, strength=0.5, steps_per_generation=5)
+    real = Values(np.linspace(0, 1, 20))
+    full = SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), TrialDirectory(tmp_path / "a")).run()
+
+    directory = TrialDirectory(tmp_path / "b")
+    short = LoopConfig(**{**loop.__dict__, "generations": 2})
+    SelfConsumingLoop(short, 10, make_parts(MeanModel(), real), directory).run()
+    # A crash in the middle of generation 3 leaves files but no DONE: it is redone.
+    storage.write_text(directory.file(3, "model.pt"), "half-written")
+    calls = []
+    resumed = SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real, calls), directory).run()
+    assert [m["generation"] for m in resumed] == [3, 4]
+    assert calls == [20, 20]
+    assert resumed[-1]["distance"] == full[-1]["distance"]
+
+
+def test_all_nonfinite_samples_fail_the_loop_clearly(tmp_path):
+    loop = LoopConfig(generations=2, train_size=10, synthetic_ratio=1.0, strength=1.0)
+    parts = make_parts(MeanModel(nan=True), Values(np.zeros(10)))
+    with pytest.raises(LoopError, match="generation 1: all 10 synthetic samples are non-finite"):
+        SelfConsumingLoop(loop, 3, parts, TrialDirectory(tmp_path)).run()
+    assert TrialDirectory(tmp_path).done_generations() == [0]
+
+
+def test_baseline_arm_never_samples(tmp_path):
+    loop = LoopConfig(generations=2, train_size=10, synthetic_ratio=0.0, strength=1.0)
+    calls = []
+    parts = make_parts(MeanModel(), Values(np.zeros(10)), calls)
+    SelfConsumingLoop(loop, 3, parts, None).run()
+    assert calls == []
