@@ -1,0 +1,144 @@
+"""Connecting to Ray, and the one place where resources are added up.
+
+A trial (one loop) holds: its own driver fraction (`trial_cpus`), the Ray Train workers, the MuJoCo
+corrector actor pool, and at least one CPU for Ray Data's read/write tasks. Ray does not reserve the
+last two for a trial, so if the trials running at once leave fewer free CPUs than a pipeline needs, the
+pipeline waits forever without an error (measured with Ray 2.60: trial 0.01 + worker 1 + pool 1 +
+read 1 on 3 CPUs hangs). `plan_resources` therefore sizes the concurrency so that every running trial's
+whole need fits at once, and refuses a plan that cannot run before anything starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from scl_ray.config import ResourcesConfig
+
+
+class ResourceError(RuntimeError):
+    """The cluster cannot run even one trial as configured (says what is missing)."""
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    use_gpu: bool
+    trial_cpus: float          # the trial's driver (Tune function trainable)
+    worker_cpus: float         # per Train worker
+    worker_gpus: float         # per Train worker
+    num_workers: int
+    actor_cpus: float          # per corrector actor
+    num_actors: int
+    data_cpus: float           # Ray Data read/write tasks
+    max_concurrent_trials: int
+
+    @property
+    def cpus_per_trial(self) -> float:
+        return (self.trial_cpus + self.num_workers * self.worker_cpus + self.num_actors * self.actor_cpus
+                + self.data_cpus)
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.num_workers * self.worker_gpus if self.use_gpu else 0.0
+
+    @property
+    def data_cpu_limit(self) -> float:
+        """The CPU limit for one trial's Ray Data pipelines: its actor pool plus its task CPUs."""
+        return self.num_actors * self.actor_cpus + self.data_cpus
+
+    def describe(self) -> str:
+        gpu = f", {self.gpus_per_trial:g} GPU" if self.use_gpu else ""
+        return (f"each trial: {self.cpus_per_trial:g} CPU{gpu} (driver {self.trial_cpus:g} + "
+                f"{self.num_workers} Train worker(s) x {self.worker_cpus:g} + {self.num_actors} corrector "
+                f"actor(s) x {self.actor_cpus:g} + {self.data_cpus:g} for Ray Data tasks); "
+                f"up to {self.max_concurrent_trials} trial(s) at once")
+
+
+def _fits(cluster: float, need: float) -> int:
+    return math.floor(cluster / need + 1e-9) if need > 0 else 10**6
+
+
+def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus: float = 0.0,
+                   max_concurrent_trials: int | None = None) -> ResourcePlan:
+    """Size one trial and how many may run at once on a cluster of the given size."""
+    if resources.device == "cuda" and cluster_gpus <= 0:
+        raise ResourceError("resources.device is cuda but the Ray cluster has no GPU")
+    use_gpu = resources.device == "cuda" or (resources.device == "auto" and cluster_gpus > 0)
+    plan = ResourcePlan(
+        use_gpu=use_gpu,
+        trial_cpus=resources.trial_cpus,
+        worker_cpus=resources.cpus_per_worker,
+        worker_gpus=resources.gpus_per_worker if use_gpu else 0.0,
+        num_workers=resources.num_workers,
+        actor_cpus=resources.cpus_per_actor,
+        num_actors=resources.corrector_actors,
+        data_cpus=resources.data_cpus,
+        max_concurrent_trials=1,
+    )
+    fit = _fits(cluster_cpus, plan.cpus_per_trial)
+    if use_gpu:
+        fit = min(fit, _fits(cluster_gpus, plan.gpus_per_trial))
+    if fit < 1:
+        have = f"{cluster_cpus:g} CPU" + (f" and {cluster_gpus:g} GPU" if use_gpu else "")
+        raise ResourceError(
+            f"one trial needs {plan.cpus_per_trial:g} CPU" + (f" and {plan.gpus_per_trial:g} GPU" if use_gpu else "")
+            + f" but the Ray cluster has {have}: lower resources.num_workers, resources.corrector_actors or "
+            "their CPUs, or add nodes (a Ray Data pipeline short of CPUs would wait forever)")
+    if max_concurrent_trials is not None:
+        if max_concurrent_trials > fit:
+            raise ResourceError(
+                f"sweep.max_concurrent_trials={max_concurrent_trials} but only {fit} trial(s) fit at once "
+                f"({plan.describe()}); more would starve each other's Ray Data pipelines")
+        fit = max_concurrent_trials
+    return ResourcePlan(**{**plan.__dict__, "max_concurrent_trials": fit})
+
+
+def ray_environment() -> dict[str, str]:
+    """Environment that trims Train's start-up (FACTS.md) and keeps runs offline."""
+    return {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
+        "RAY_TRAIN_METRICS_ENABLED": os.environ.get("RAY_TRAIN_METRICS_ENABLED", "0"),
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+    }
+
+
+def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
+    """Join `resources.ray_address` or start a local Ray; returns the module.
+
+    A local Ray gets at least `min_cpus` logical CPUs even on a smaller machine (e.g. a 2-core laptop
+    running one trial of 3 CPUs): the CPUs are logical, the work is small, and the alternative is a
+    plan that cannot run at all.
+    """
+    import ray
+
+    os.environ.update(ray_environment())
+    if ray.is_initialized():
+        return ray
+    runtime_env = {"env_vars": ray_environment()}
+    if resources.ray_address:
+        ray.init(address=resources.ray_address, runtime_env=runtime_env)
+    else:
+        num_cpus = max(os.cpu_count() or 1, math.ceil(min_cpus))
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
+    return ray
+
+
+def cluster_size() -> tuple[float, float]:
+    """(CPUs, GPUs) of the connected Ray cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
+
+
+def set_data_limits(plan: ResourcePlan) -> None:
+    """Cap this process's Ray Data pipelines at the trial's share, so they never wait on others' CPUs."""
+    from ray.data import DataContext, ExecutionResources
+
+    context = DataContext.get_current()
+    context.execution_options.resource_limits = ExecutionResources(cpu=plan.data_cpu_limit)
+    context.enable_progress_bars = True

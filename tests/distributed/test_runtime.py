@@ -1,0 +1,33 @@
+"""Resource arithmetic: the plan that would deadlock a Ray Data pipeline is refused up front."""
+
+import pytest
+
+from scl_ray.config import ResourcesConfig
+from scl_ray.distributed.runtime import ResourceError, plan_resources
+
+
+def test_one_cpu_short_is_refused_with_the_numbers():
+    resources = ResourcesConfig(num_workers=1, corrector_actors=1, data_cpus=1, trial_cpus=0.01)
+    with pytest.raises(ResourceError, match=r"one trial needs 3.01 CPU but the Ray cluster has 3 CPU"):
+        plan_resources(resources, cluster_cpus=3)
+    assert plan_resources(resources, cluster_cpus=4).max_concurrent_trials == 1
+
+
+def test_concurrency_fits_every_trial_whole():
+    resources = ResourcesConfig(num_workers=2, corrector_actors=3, trial_cpus=0.5)
+    plan = plan_resources(resources, cluster_cpus=64)
+    assert plan.cpus_per_trial == 0.5 + 2 + 3 + 1
+    assert plan.max_concurrent_trials == 9  # floor(64 / 6.5)
+    assert plan.data_cpu_limit == 4
+    with pytest.raises(ResourceError, match="max_concurrent_trials=10 but only 9"):
+        plan_resources(resources, cluster_cpus=64, max_concurrent_trials=10)
+    assert plan_resources(resources, cluster_cpus=64, max_concurrent_trials=3).max_concurrent_trials == 3
+
+
+def test_gpus_bound_concurrency_and_cuda_needs_a_gpu():
+    resources = ResourcesConfig(device="auto", num_workers=1, gpus_per_worker=0.5)
+    plan = plan_resources(resources, cluster_cpus=16, cluster_gpus=1)
+    assert plan.use_gpu and plan.max_concurrent_trials == 2
+    assert not plan_resources(resources, cluster_cpus=16, cluster_gpus=0).use_gpu
+    with pytest.raises(ResourceError, match="no GPU"):
+        plan_resources(ResourcesConfig(device="cuda"), cluster_cpus=16, cluster_gpus=0)
