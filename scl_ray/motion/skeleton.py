@@ -44,7 +44,8 @@ RAW_OFFSETS = np.array(
 # Bone lengths (metres, joint 1..21, parent -> joint) of HumanML3D's target skeleton, the one every
 # motion of the dataset is retargeted to (measured on a released HumanML3D joints file; stable to
 # 1e-6). Together with RAW_OFFSETS these make the fixed adult of the procedural dataset: in the rest
-# pose the pelvis is 0.83 m above the ankles and the head joint 1.48 m (about 1.7 m tall).
+# pose the pelvis is 0.83 m above the ankles and the head joint 1.38 m (about 1.7 m tall; HumanML3D's
+# head bone points forward, so the head joint sits 0.10 m in front of the neck).
 ADULT_BONE_LENGTHS = np.array(
     [0.0, 0.1031, 0.1099, 0.1316, 0.3936, 0.3902, 0.1432, 0.4324, 0.4256, 0.0574, 0.1434,
      0.1494, 0.2194, 0.1375, 0.1434, 0.1030, 0.1316, 0.1230, 0.2568, 0.2631, 0.2660, 0.2699],
@@ -87,6 +88,8 @@ class Skeleton:
     def from_joints(cls, joints: np.ndarray) -> "Skeleton":
         """Bone lengths measured on frame 0 of joints (T, 22, 3), with the rest directions."""
         joints = np.asarray(joints, dtype=np.float64)
+        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+            raise ValueError(f"Skeleton.from_joints expects joints (T, {NUM_JOINTS}, 3), got {joints.shape}")
         parents = np.array(PARENTS[1:])
         lengths = np.zeros(NUM_JOINTS)
         lengths[1:] = np.linalg.norm(joints[0, 1:] - joints[0, parents], axis=-1)
