@@ -46,15 +46,33 @@ def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 def qbetween(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """The shortest-arc unit quaternion (..., 4) turning direction u (..., 3) onto direction v.
 
-    u and v need not be unit length. Opposite directions have no unique shortest arc: the result
-    is then NaN, as in HumanML3D's `qbetween`.
+    u and v need not be unit length. Exactly opposite directions have no unique shortest arc
+    (HumanML3D's `qbetween` returns NaN there, e.g. for a body whose frame 0 faces exactly -z): we
+    return the half turn about the axis closest to +y that is perpendicular to u, which is the yaw
+    half turn for horizontal directions. Every other input gives upstream's result.
     """
     u = np.asarray(u, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     w = np.sqrt((u * u).sum(-1) * (v * v).sum(-1)) + (u * v).sum(-1)
     q = np.concatenate([w[..., None], np.cross(u, v)], axis=-1)
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    opposite = norm[..., 0] <= 1e-12 * np.maximum((u * u).sum(-1), 1e-300)
+    if np.any(opposite):
+        q = np.array(q, copy=True)
+        q[opposite] = _half_turn_perpendicular(np.broadcast_to(u, q.shape[:-1] + (3,))[opposite])
+        norm = np.linalg.norm(q, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return q / np.linalg.norm(q, axis=-1, keepdims=True)
+        return q / norm
+
+
+def _half_turn_perpendicular(u: np.ndarray) -> np.ndarray:
+    """(N, 4) half-turn quaternions about an axis perpendicular to each u (N, 3), nearest to +y."""
+    unit = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    axis = np.array([0.0, 1.0, 0.0]) - unit[:, 1:2] * unit
+    fallback = np.linalg.norm(axis, axis=-1) < 1e-6
+    axis[fallback] = np.cross(unit[fallback], [1.0, 0.0, 0.0])
+    axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+    return np.concatenate([np.zeros((len(u), 1)), axis], axis=-1)
 
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:

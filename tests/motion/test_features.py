@@ -219,3 +219,20 @@ def test_normalizer_guards_constant_blocks():
     np.testing.assert_array_equal(normalizer.normalize(features[0]), 0.0)
     with pytest.raises(ValueError, match=r"features_list\[1\]"):
         Normalizer.fit([np.zeros((4, FEATURE_DIM)), np.zeros((4, 251))])
+
+
+def test_body_facing_exactly_minus_z_gives_finite_features():
+    # HumanML3D's qbetween is NaN for opposite directions: a body whose frame 0 faces exactly -z.
+    from scl_ray.motion.skeleton import Skeleton
+
+    skeleton = Skeleton.adult()
+    frames = 30
+    half_turn = np.diag([-1.0, 1.0, -1.0])
+    rotations = np.tile(np.eye(3), (frames, 22, 1, 1))
+    rotations[:, 0] = half_turn
+    roots = np.stack([np.zeros(frames), np.full(frames, 0.9), -0.05 * np.arange(frames)], -1)
+    joints = skeleton.forward_kinematics(rotations, roots)
+    features = joints_to_features(joints)
+    assert np.isfinite(features).all()
+    recovered = features_to_joints(features)
+    assert np.allclose(recovered, normalize_joints(joints)[:-1], atol=1e-4)
