@@ -1,0 +1,58 @@
+"""The `scl-ray` command line: help, exit codes, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from scl_ray.cli import main
+from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
+
+
+def tiny_dataset(root, num=3, frames=50):
+    rng = np.random.default_rng(0)
+    ids = [f"m{i}" for i in range(num)]
+    for motion_id in ids:
+        text = "a person walks forward"
+        write_motion(root, MotionRecord(motion_id, rng.normal(size=(frames, 263)).astype(np.float32),
+                                        (Caption(text, tokenize(text)),)))
+    for split in ("train", "val", "test"):
+        write_split(root, split, ids)
+    np.save(root / "Mean.npy", np.zeros(263, np.float32))
+    np.save(root / "Std.npy", np.ones(263, np.float32))
+    return ids
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "scl_ray.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("data", "render"):
+        assert command in result.stdout
+
+
+def test_data_check_clean_and_broken(tmp_path, capsys):
+    tiny_dataset(tmp_path)
+    assert main(["data", "check", str(tmp_path)]) == 0
+    (tmp_path / "texts" / "m1.txt").write_text("no hashes here\n")
+    (tmp_path / "Std.npy").unlink()
+    assert main(["data", "check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "m1.txt" in out and "Std.npy" in out
+
+
+def test_data_check_missing_directory_is_a_report_not_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scl_ray.cli", "data", "check", str(tmp_path / "nope")],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_render_png_and_bad_suffix(tmp_path, capsys):
+    data = tmp_path / "data"
+    tiny_dataset(data)
+    out = tmp_path / "m.png"
+    assert main(["render", str(data), "--out", str(out), "--limit", "2"]) == 0
+    assert out.stat().st_size > 1000
+    assert main(["render", str(data), "--out", str(tmp_path / "m.jpg")]) == 2
+    assert "must end in .png or .gif" in capsys.readouterr().err
