@@ -1,0 +1,152 @@
+"""The HumanML3D protocol metrics against closed forms, chance levels and degenerate generators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scl_ray.config import EvaluateConfig
+from scl_ray.evaluation.metrics import (
+    compute_all, diversity, fid, frechet_distance, matching_score, multimodality, r_precision,
+)
+
+
+def gaussian_set(rng, mean, cov, num):
+    return rng.multivariate_normal(mean, cov, size=num)
+
+
+def test_frechet_distance_closed_form_for_commuting_covariances():
+    # Diagonal covariances commute: the trace term is sum (sqrt(a) - sqrt(b))^2.
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_fid_of_samples_approaches_the_distance_of_the_true_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = np.zeros(4), np.array([0.5, -0.5, 0.0, 1.0])
+    cov1 = np.eye(4)
+    root = rng.normal(size=(4, 4)) * 0.5
+    cov2 = root @ root.T + 0.5 * np.eye(4)
+    truth = frechet_distance(mu1, cov1, mu2, cov2)
+    estimate = fid(gaussian_set(rng, mu1, cov1, 40_000), gaussian_set(rng, mu2, cov2, 40_000))
+    assert truth > 1.0
+    assert estimate == pytest.approx(truth, rel=0.03)
+
+
+def test_fid_of_identical_sets_is_zero_and_is_symmetric():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(300, 16))
+    b = rng.normal(size=(300, 16)) + 0.3
+    assert abs(fid(a, a)) < 1e-8
+    assert fid(a, b) == pytest.approx(fid(b, a), rel=1e-8)
+
+
+def test_fid_grows_monotonically_with_added_noise():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(2000, 8))
+    noise = rng.normal(size=real.shape)
+    values = [fid(real, real + scale * noise) for scale in (0.0, 0.1, 0.3, 1.0, 3.0)]
+    assert np.all(np.diff(values) > 0), values
+
+
+def test_fid_on_fewer_samples_than_dimensions_is_finite():
+    rng = np.random.default_rng(3)
+    value = fid(rng.normal(size=(20, 64)), rng.normal(size=(20, 64)))
+    assert np.isfinite(value) and value > 0
+
+
+def test_r_precision_is_one_for_perfectly_aligned_embeddings():
+    rng = np.random.default_rng(4)
+    text = rng.normal(size=(96, 32))
+    assert r_precision(text, text + 1e-3 * rng.normal(size=text.shape)) == (1.0, 1.0, 1.0)
+    assert matching_score(text, text) == 0.0
+
+
+def test_r_precision_of_unrelated_embeddings_is_at_chance():
+    rng = np.random.default_rng(5)
+    text, motion = rng.normal(size=(32 * 400, 16)), rng.normal(size=(32 * 400, 16))
+    top = r_precision(text, motion)
+    assert top == pytest.approx((1 / 32, 2 / 32, 3 / 32), abs=0.01)
+    assert top[0] <= top[1] <= top[2]
+
+
+def test_r_precision_drops_the_last_partial_pool():
+    rng = np.random.default_rng(6)
+    text = rng.normal(size=(40, 8))
+    motion = text.copy()
+    motion[32:] = rng.normal(size=(8, 8)) * 100  # only in the dropped remainder
+    assert r_precision(text, motion) == (1.0, 1.0, 1.0)
+    assert matching_score(text, motion) == 0.0
+
+
+def test_matching_score_is_the_mean_distance_of_pairs():
+    text = np.zeros((32, 3))
+    motion = np.zeros((32, 3))
+    motion[:, 0] = np.arange(32)
+    assert matching_score(text, motion) == pytest.approx(np.arange(32).mean())
+
+
+def test_diversity_is_zero_for_copies_and_positive_for_a_spread_set():
+    rng = np.random.default_rng(7)
+    copies = np.tile(rng.normal(size=(1, 8)), (500, 1))
+    spread = rng.normal(size=(500, 8))
+    assert diversity(copies, seed=0) == 0.0
+    # Mean distance of two independent N(0, I_8) points is about sqrt(2 * 8) = 4.
+    assert diversity(spread, seed=0) == pytest.approx(4.0, rel=0.1)
+
+
+def test_diversity_is_seeded_and_works_below_300_embeddings():
+    rng = np.random.default_rng(8)
+    emb = rng.normal(size=(100, 8))
+    assert diversity(emb, seed=3) == diversity(emb, seed=3)
+    assert diversity(emb, seed=3) != diversity(emb, seed=4)
+    assert np.isfinite(diversity(emb, seed=3))
+
+
+def test_multimodality_is_zero_for_a_deterministic_generator():
+    rng = np.random.default_rng(9)
+    per_prompt = rng.normal(size=(16, 1, 8))
+    deterministic = np.repeat(per_prompt, 30, axis=1)
+    stochastic = per_prompt + rng.normal(size=(16, 30, 8))
+    assert multimodality(deterministic, seed=0) == 0.0
+    assert multimodality(stochastic, seed=0) > 1.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: fid(np.zeros((10, 4)), np.zeros((10, 5))),
+        lambda: fid(np.zeros(10), np.zeros((10, 4))),
+        lambda: r_precision(np.zeros((64, 4)), np.zeros((63, 4))),
+        lambda: r_precision(np.zeros((16, 4)), np.zeros((16, 4))),
+        lambda: matching_score(np.zeros((64, 4)), np.zeros((64, 5))),
+        lambda: diversity(np.zeros((5, 2, 3))),
+        lambda: multimodality(np.zeros((5, 3))),
+        lambda: fid(np.full((10, 4), np.nan), np.zeros((10, 4))),
+    ],
+)
+def test_wrong_shapes_and_values_are_rejected_with_a_message(call):
+    with pytest.raises(ValueError, match=r"\w+"):
+        call()
+
+
+def test_r_precision_error_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(64, 4\).*\(63, 4\)"):
+        r_precision(np.zeros((64, 4)), np.zeros((63, 4)))
+
+
+def test_compute_all_returns_every_metric_by_flat_name():
+    rng = np.random.default_rng(10)
+    text = rng.normal(size=(256, 16))
+    motion = text + 0.2 * rng.normal(size=text.shape)
+    real = rng.normal(size=(512, 16))
+    mm = rng.normal(size=(16, 10, 16))
+    metrics = compute_all(text, motion, real, mm, EvaluateConfig(seed=1))
+    assert set(metrics) == {"fid", "r_precision_top1", "r_precision_top2", "r_precision_top3",
+                            "matching_score", "diversity", "multimodality"}
+    assert all(isinstance(value, float) and np.isfinite(value) for value in metrics.values())
+    assert metrics["r_precision_top3"] > 0.9
+    assert metrics == compute_all(text, motion, real, mm, EvaluateConfig(seed=1))
+    assert "multimodality" not in compute_all(text, motion, real, None, EvaluateConfig(seed=1))
