@@ -146,11 +146,11 @@ class EvaluatorConfig:
 class EvaluateConfig:
     """Per-generation evaluation (the standard HumanML3D protocol's constants)."""
 
-    num_samples: int = setting(256, low=32, help="evaluation prompts sampled per generation")
+    num_samples: int = setting(1024, low=32, help="evaluation prompts sampled per generation (Diversity wants > 300)")
     r_precision_batch: int = setting(32, low=2, help="R-precision pool size (32 in the protocol)")
     diversity_pairs: int = setting(300, low=1, help="random pairs for Diversity (300 in the protocol)")
     mm_prompts: int = setting(16, low=0, help="prompts for MultiModality (0 disables it)")
-    mm_samples: int = setting(10, low=2, help="samples per MultiModality prompt")
+    mm_samples: int = setting(30, low=2, help="samples per MultiModality prompt (30 in the protocol)")
     seed: int = setting(0, low=0)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
 
