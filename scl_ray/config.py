@@ -62,6 +62,7 @@ class ModelConfig:
     heads: int = setting(4, low=1)
     ff_size: int = setting(512, low=8)
     dropout: float = setting(0.1, low=0.0, high=0.9)
+    text_encoder: str = setting("minilm", help="minilm (all-MiniLM-L6-v2) or hashing (tests, no package)")
     text_max_tokens: int = setting(32, low=4, high=256, help="caption tokens the denoiser attends to")
     cond_mask_prob: float = setting(0.1, low=0.0, high=1.0, help="text dropped in training, for guidance")
     diffusion_steps: int = setting(1000, low=2, high=4000, help="T of the training process")

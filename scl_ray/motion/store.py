@@ -114,6 +114,10 @@ class MotionSet:
         indices = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
         return MotionSet(**{f.name: [getattr(self, f.name)[i] for i in indices] for f in fields(self)})
 
+    def finite_mask(self) -> np.ndarray:
+        """(N,) bool: True for motions whose features are all finite (no NaN or inf)."""
+        return np.array([bool(np.isfinite(f).all()) for f in self.features], dtype=bool)
+
     def concat(self, others: Iterable[MotionSet]) -> MotionSet:
         """This set followed by `others`, in order."""
         sets = [self, *others]

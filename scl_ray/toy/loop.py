@@ -59,7 +59,7 @@ class ToyModel:
         self.fit = GaussianModel.fit(items.points)
         return {"points": float(len(items))}
 
-    def sample(self, prompts: PointSet, seed: int) -> PointSet:
+    def sample(self, prompts: PointSet, seed: int, generation: int) -> PointSet:
         return PointSet(self.fit.sample(len(prompts), self.rng))
 
     def save(self, location: str) -> None:

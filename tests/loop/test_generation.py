@@ -58,7 +58,7 @@ class MeanModel:
         self.mean = float(items.values.mean())
         return {"loss": float(np.var(items.values))}
 
-    def sample(self, prompts, seed):
+    def sample(self, prompts, seed, generation):
         if self.nan:
             return Values(np.full(len(prompts), np.nan))
         return Values(self.mean + np.random.default_rng(seed).normal(size=len(prompts)) + 1.0)
