@@ -1,0 +1,85 @@
+"""Assemble a motion loop from a Config: data, text, evaluator, model, evaluation and corrector.
+
+`LoopResources` is what every loop of a process shares (loaded once: the dataset, caption
+embeddings and the evaluator); `build_motion_loop` adds one loop's model and parts. The corrector
+and the cross-rank gather are injected, so the same assembly serves the local in-process backend
+and the Ray backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from scl_ray.config import Config
+from scl_ray.diffusion.text import TextEncoder, get_text_encoder
+from scl_ray.evaluation.evaluator import load_or_train_evaluator
+from scl_ray.loop.data import CaptionBank, RealData
+from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
+from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
+from scl_ray.loop.state import TrialDirectory
+from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
+
+CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter")
+
+
+@dataclass
+class LoopResources:
+    real: RealData
+    encoder: TextEncoder
+    bank: CaptionBank
+    evaluator: object
+
+    @classmethod
+    def load(cls, config: Config, progress: bool = True) -> "LoopResources":
+        real = RealData.load(config.data, progress)
+        encoder = get_text_encoder(config.model.text_encoder)
+        cache = config.data.cache_dir
+        bank = CaptionBank.for_data(real, encoder, config.model.text_max_tokens, cache, progress)
+        evaluator = load_or_train_evaluator(real.train.features, real.train.captions, real.normalizer,
+                                            config.evaluate.evaluator, encoder, cache, progress)
+        return cls(real, encoder, bank, evaluator)
+
+
+def concat_sets(sets: list[MotionSet]) -> MotionSet:
+    return sets[0].concat(sets[1:])
+
+
+def summarize_correction(synthetic: MotionSet, corrected: MotionSet) -> dict[str, float]:
+    """Mean physics metrics of the synthetic motions before and after correction, and tracking error."""
+    summary: dict[str, float] = {}
+    for name in CORRECTION_METRICS + ("tracking_error",):
+        for phase in ("before", "after") if name != "tracking_error" else ("",):
+            key = f"{name}_{phase}" if phase else name
+            values = [stats[key] for stats in corrected.stats if isinstance(stats.get(key), (int, float))]
+            values = [v for v in values if np.isfinite(v)]
+            if values:
+                summary[f"correction/{key}"] = float(np.mean(values))
+    return summary
+
+
+def build_motion_loop(config: Config, resources: LoopResources, directory: TrialDirectory | None,
+                      correct: Callable[[MotionSet, int], MotionSet], device: str = "cpu", rank: int = 0,
+                      world_size: int = 1, gather: Gather = single_process_gather,
+                      report: Callable[[int, dict, str], None] | None = None,
+                      progress: bool = False) -> SelfConsumingLoop:
+    """One self-consuming loop of the diffusion model over the configured real subset."""
+    model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
+                            gather, progress)
+    evaluation = MotionEvaluation(config, resources.real, resources.evaluator, directory, is_writer=rank == 0)
+    parts = LoopParts(
+        model=model,
+        real=resources.real.subset(config.loop.train_size, config.loop.seed),
+        concat=concat_sets,
+        correct=correct,
+        evaluate=evaluation,
+        write_items=write_motion_set,
+        read_items=read_motion_set,
+        summarize_correction=summarize_correction,
+        is_writer=rank == 0,
+    )
+    if report is not None:
+        parts.report = report
+    return SelfConsumingLoop(config.loop, config.train.steps, parts, directory)

@@ -1,0 +1,110 @@
+"""The real data of a loop: the dataset directory, its splits as motion sets, and caption embeddings.
+
+The procedural dataset is generated once per (num, seed) into the cache directory (written to a
+temporary directory and renamed, so concurrent trials never see half a dataset); a HumanML3D
+directory is used where the user put it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scl_ray.config import DataConfig
+from scl_ray.diffusion.text import TextEncoder, embed_captions
+from scl_ray.motion.features import Normalizer
+from scl_ray.motion.humanml3d import load_split
+from scl_ray.motion.store import MotionSet
+
+
+def procedural_root(data: DataConfig) -> Path:
+    return Path(data.cache_dir).expanduser() / "procedural" / f"n{data.procedural_num}_seed{data.procedural_seed}"
+
+
+def dataset_root(data: DataConfig, progress: bool = True) -> Path:
+    """The HumanML3D-layout directory of the configured data, generating the procedural one if needed."""
+    if data.source == "humanml3d":
+        root = Path(str(data.path)).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.path {root} is not a directory (expected the HumanML3D layout; "
+                                    "`scl-ray data check DIR` explains what a directory needs)")
+        return root
+    root = procedural_root(data)
+    if (root / "Std.npy").is_file():
+        return root
+    from scl_ray.motion.procedural import write_procedural_dataset
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    try:
+        if progress:
+            print(f"generating the procedural dataset ({data.procedural_num} motions) in {root}")
+        write_procedural_dataset(staging, num=data.procedural_num, seed=data.procedural_seed)
+        try:
+            os.rename(staging, root)
+        except OSError:
+            if not (root / "Std.npy").is_file():  # another process won the race only if it finished
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+@dataclass
+class RealData:
+    """A dataset's train and test splits (raw features) and its normaliser."""
+
+    root: Path
+    normalizer: Normalizer
+    train: MotionSet
+    test: MotionSet
+
+    @classmethod
+    def load(cls, data: DataConfig, progress: bool = True) -> "RealData":
+        root = dataset_root(data, progress)
+        splits = {}
+        for split in ("train", "test"):
+            records = load_split(root, split, min_frames=data.min_frames, max_frames=data.max_frames)
+            if len(records) < 2:
+                raise ValueError(f"{root}/{split}.txt gives {len(records)} usable motions "
+                                 f"({data.min_frames}-{data.max_frames} frames); a loop needs more")
+            splits[split] = MotionSet.from_records(records)
+        return cls(root, Normalizer.load(root), splits["train"], splits["test"])
+
+    def subset(self, size: int, seed: int) -> MotionSet:
+        """The loop's n real training motions: a seeded choice without replacement from the train split."""
+        if size > len(self.train):
+            raise ValueError(f"loop.train_size is {size} but {self.root} has only {len(self.train)} training "
+                             "motions: lower loop.train_size or use a bigger dataset")
+        chosen = np.sort(np.random.default_rng([seed, 7]).choice(len(self.train), size, replace=False))
+        return self.train.select(chosen)
+
+
+class CaptionBank:
+    """Token embeddings of every caption a loop can meet, encoded once (cached on disk) and looked up."""
+
+    def __init__(self, captions: list[str], encoder: TextEncoder, max_tokens: int, cache_dir: str | None,
+                 progress: bool = True):
+        unique = sorted(set(captions) | {""})
+        self.embeddings, self.mask = embed_captions(unique, encoder, cache_dir, max_tokens, progress)
+        self.row = {caption: index for index, caption in enumerate(unique)}
+        self.dim = encoder.dim
+
+    @classmethod
+    def for_data(cls, real: RealData, encoder: TextEncoder, max_tokens: int, cache_dir: str | None,
+                 progress: bool = True) -> "CaptionBank":
+        captions = [c for motion in real.train.captions + real.test.captions for c in motion]
+        return cls(captions, encoder, max_tokens, cache_dir, progress)
+
+    def lookup(self, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, L, D) embeddings and (N, L) masks of known captions."""
+        missing = [c for c in captions if c not in self.row]
+        if missing:
+            raise KeyError(f"caption {missing[0]!r} is not in the dataset's caption bank")
+        rows = np.array([self.row[c] for c in captions], dtype=np.int64)
+        return self.embeddings[rows], self.mask[rows]

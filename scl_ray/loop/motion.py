@@ -1,0 +1,160 @@
+"""The text-to-motion diffusion model as a loop model, and the per-generation evaluation.
+
+Items are `MotionSet`s of raw 263-d features. The model normalises them with the dataset's
+statistics, trains the resident `DiffusionTrainer`, and samples one motion per prompt (a prompt is a
+training motion: one of its captions, seeded, and its length). In a distributed loop every rank
+samples its share of the prompts (`i::world_size`) and `gather` puts the shares back in prompt order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scl_ray.config import Config
+from scl_ray.diffusion.data import MotionTextDataset
+from scl_ray.diffusion.training import DiffusionTrainer, derive_seed
+from scl_ray.evaluation.metrics import compute_all
+from scl_ray.loop.data import CaptionBank, RealData
+from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
+from scl_ray.motion.features import Normalizer, features_to_joints
+from scl_ray.motion.store import MotionSet, write_motion_set
+from scl_ray.physics.metrics import physics_metrics_batch
+
+Gather = Callable[[list], list]  # this rank's list -> every rank's lists, in rank order
+
+
+def single_process_gather(items: list) -> list:
+    return [items]
+
+
+def pick_captions(motions: MotionSet, seed: int) -> list[str]:
+    """One caption per motion, chosen uniformly with a seed."""
+    rng = np.random.default_rng([seed, 3])
+    return [captions[rng.integers(len(captions))] for captions in motions.captions]
+
+
+class MotionLoopModel:
+    """A resident diffusion model trained and sampled generation after generation."""
+
+    def __init__(self, config: Config, normalizer: Normalizer, bank: CaptionBank, device: str = "cpu",
+                 rank: int = 0, world_size: int = 1, gather: Gather = single_process_gather,
+                 progress: bool = False):
+        self.config, self.normalizer, self.bank = config, normalizer, bank
+        self.device, self.rank, self.world_size, self.gather = device, rank, world_size, gather
+        self.progress = progress
+        self.trainer = self._new_trainer()
+
+    def _new_trainer(self) -> DiffusionTrainer:
+        return DiffusionTrainer(self.config.model, self.config.train, self.device, text_dim=self.bank.dim,
+                                max_frames=self.config.data.max_frames, rank=self.rank,
+                                world_size=self.world_size, normalizer=self.normalizer)
+
+    def reset(self, seed: int) -> None:
+        self.trainer = self._new_trainer()
+
+    def dataset(self, items: MotionSet) -> MotionTextDataset:
+        captions = [c for motion in items.captions for c in motion]
+        owner = np.repeat(np.arange(len(items)), [len(motion) for motion in items.captions])
+        embeddings, mask = self.bank.lookup(captions)
+        motions = [self.normalizer.normalize(f).astype(np.float32) for f in items.features]
+        return MotionTextDataset.from_motions(motions, embeddings, mask, self.config.data.max_frames,
+                                              caption_motion=owner, motion_ids=items.ids)
+
+    def train(self, items: MotionSet, steps: int, seed: int) -> dict[str, float]:
+        losses = self.trainer.train(self.dataset(items), steps, progress=self.progress)
+        tail = losses[-max(1, len(losses) // 10):]
+        return {"loss": float(np.mean(tail)), "steps": float(self.trainer.step)}
+
+    def generate(self, captions: list[str], lengths: np.ndarray, seed: int) -> list[np.ndarray]:
+        """Raw features (length_i, 263) for each (caption, length), sharded over ranks, in order."""
+        mine = np.arange(self.rank, len(captions), self.world_size)
+        features: list[np.ndarray] = []
+        if len(mine):
+            embeddings, mask = self.bank.lookup([captions[i] for i in mine])
+            normalised = self.trainer.sample(torch.from_numpy(embeddings).float(), torch.from_numpy(mask),
+                                             torch.from_numpy(lengths[mine]), self.config.sample,
+                                             derive_seed(seed, self.rank), progress=self.progress)
+            raw = self.normalizer.denormalize(normalised.numpy())
+            features = [raw[k, : lengths[i]].astype(np.float32) for k, i in enumerate(mine)]
+        shares = self.gather(features)
+        ordered: list[np.ndarray] = [None] * len(captions)  # type: ignore[list-item]
+        for rank, share in enumerate(shares):
+            for k, motion in enumerate(share):
+                ordered[rank + k * self.world_size] = motion
+        return ordered
+
+    def sample(self, prompts: MotionSet, seed: int, generation: int) -> MotionSet:
+        captions = pick_captions(prompts, seed)
+        lengths = np.array([len(f) for f in prompts.features], dtype=np.int64)
+        features = self.generate(captions, lengths, seed)
+        count = len(prompts)
+        return MotionSet(
+            ids=[f"g{generation:03d}_{i:05d}_{prompt}" for i, prompt in enumerate(prompts.ids)],
+            captions=[(c,) for c in captions], features=features, source=["synthetic"] * count,
+            generation=[generation] * count, status=[""] * count, stats=[{} for _ in range(count)])
+
+    def save(self, location: str) -> None:
+        self.trainer.save_checkpoint(location)
+
+    def load(self, location: str) -> None:
+        self.trainer.load_checkpoint(location)
+
+
+@dataclass
+class MotionEvaluation:
+    """The fixed evaluation of every generation: the same prompts, evaluator and real embeddings."""
+
+    config: Config
+    real: RealData
+    evaluator: object  # Evaluator or T2MEvaluator: embed_motions / embed_texts
+    directory: TrialDirectory | None = None
+    is_writer: bool = True
+
+    def __post_init__(self) -> None:
+        settings, test = self.config.evaluate, self.real.test
+        rng = np.random.default_rng([settings.seed, 11])
+        chosen = rng.choice(len(test), settings.num_samples, replace=settings.num_samples > len(test))
+        self.prompts = test.select(chosen)
+        self.captions = pick_captions(self.prompts, settings.seed)
+        self.lengths = np.array([len(f) for f in self.prompts.features], dtype=np.int64)
+        self.text_embeddings = self.evaluator.embed_texts(self.captions)
+        self.real_embeddings = self.evaluator.embed_motions(test.features)
+        self.last_samples: list[np.ndarray] = []
+
+    def multimodality_embeddings(self, model: MotionLoopModel, seed: int) -> np.ndarray | None:
+        settings = self.config.evaluate
+        prompts = min(settings.mm_prompts, len(self.captions))
+        if prompts == 0:
+            return None
+        captions = [c for c in self.captions[:prompts] for _ in range(settings.mm_samples)]
+        lengths = np.repeat(self.lengths[:prompts], settings.mm_samples)
+        samples = model.generate(captions, lengths, seed)
+        return self.evaluator.embed_motions(samples).reshape(prompts, settings.mm_samples, -1)
+
+    def __call__(self, model: MotionLoopModel, generation: int, seed: int) -> dict[str, float]:
+        settings = self.config.evaluate
+        sample_seed = derive_seed(settings.seed, generation)
+        samples = model.generate(self.captions, self.lengths, sample_seed)
+        self.last_samples = samples
+        finite = np.array([np.isfinite(s).all() for s in samples])
+        metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}
+        if finite.sum() < max(2, settings.r_precision_batch):
+            raise RuntimeError(f"generation {generation}: only {finite.sum()} of {len(samples)} evaluation "
+                               "samples are finite: the model has diverged")
+        keep = np.flatnonzero(finite)
+        motion_embeddings = self.evaluator.embed_motions([samples[i] for i in keep])
+        mm = self.multimodality_embeddings(model, derive_seed(settings.seed, generation, 1))
+        metrics.update(compute_all(self.text_embeddings[keep], motion_embeddings, self.real_embeddings, mm, settings))
+        joints = [features_to_joints(samples[i]) for i in keep]
+        metrics.update({f"physics/{k}": v for k, v in physics_metrics_batch(joints).items()})
+        if self.directory is not None and self.is_writer:
+            count = len(samples)
+            write_motion_set(MotionSet(
+                ids=list(self.prompts.ids), captions=[(c,) for c in self.captions], features=samples,
+                source=["synthetic"] * count, generation=[generation] * count, status=[""] * count,
+                stats=[{} for _ in range(count)]), self.directory.file(generation, EVAL_SAMPLES))
+        return metrics

@@ -1,0 +1,171 @@
+"""TensorBoard logs of one loop: per-generation scalars, a rendered sample, and the HParams session.
+
+Everything goes into the trial's own directory, so `tensorboard --logdir <storage>/<experiment>`
+shows one run per trial:
+
+  <trial>/events.out.tfevents.<seconds>.<host>.<nanoseconds>
+
+- Scalars at step = generation, grouped by prefix: evaluation metrics (unprefixed in metrics.json)
+  under `eval/`, the rest keep their own prefix (`physics/`, `correction/`, `synthetic/`, `train/`,
+  `time/`).
+- One image per generation (`samples/motion`), e.g. a rendered evaluation motion.
+- The HParams dashboard: each trial writes its session start (the swept values) into its own event
+  file; the dashboard's metric columns are the trials' scalars, shown at their latest generation, so
+  the final metrics need no second copy. No experiment summary is written: TensorBoard uses the first
+  one it finds for *every* run, so one trial's summary would hide the metrics and the hparam range of
+  the others; without one, TensorBoard builds it from all sessions.
+
+Events are written synchronously (tensorboardX's record writer and summary protos, without its
+background queue), so a generation is on disk when `log_generation` returns. A re-opened logger
+(resume) starts a new event file whose name sorts after the earlier ones, so TensorBoard reads the
+generations in order; the caller passes only generations not logged before. The HParams session
+ends (status Success) when the logger is closed without an error; until then it shows as Unknown. A trial directory on
+object storage (s3://, any pyarrow URI) is written to a local staging file that is uploaded after
+every generation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from tensorboardX import summary
+from tensorboardX.proto.api_pb2 import Status
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboardX.record_writer import RecordWriter
+
+from scl_ray import storage
+from scl_ray.config import LoopConfig
+from scl_ray.loop.plan import arm_name
+
+IMAGE_TAG = "samples/motion"
+EVAL_PREFIX = "eval"
+HPARAMS_PLUGIN = "hparams"
+SESSION_END_TAG = "_hparams_/session_end_info"
+
+
+def scalar_tag(name: str) -> str:
+    """TensorBoard tag of a metrics.json key: `fid` -> `eval/fid`; `physics/float` stays as is."""
+    return name if "/" in name else f"{EVAL_PREFIX}/{name}"
+
+
+def trial_hparams(loop: LoopConfig) -> dict[str, float | int | str]:
+    """The swept values of one loop, as shown in TensorBoard's HParams dashboard."""
+    return {
+        "arm": arm_name(loop.synthetic_ratio, loop.strength),
+        "synthetic_ratio": loop.synthetic_ratio,
+        "strength": loop.strength,
+        "train_size": loop.train_size,
+        "seed": loop.seed,
+    }
+
+
+def event_file_name(now_ns: int) -> str:
+    """TensorBoard's naming; the nanosecond suffix keeps two files opened in one second apart and in order."""
+    return f"events.out.tfevents.{now_ns // 10**9:010d}.{socket.gethostname()}.{now_ns}"
+
+
+class TrialLogger:
+    """Writes one trial's TensorBoard events; use as a context manager or call `close()`.
+
+    trial_dir: the trial's directory (local path or URI). hparams: name -> str, bool, int or float,
+    e.g. `trial_hparams(config.loop)`.
+    """
+
+    def __init__(self, trial_dir: str | os.PathLike, hparams: Mapping[str, object]):
+        for name, value in hparams.items():
+            if not isinstance(value, (str, bool, int, float)):
+                raise TypeError(f"hparam {name!r} is {type(value).__name__} ({value!r}); TensorBoard's "
+                                "HParams dashboard takes only str, bool, int or float values")
+        self.trial_dir = str(trial_dir)
+        name = event_file_name(time.time_ns())
+        self.event_file = storage.join(self.trial_dir, name)
+        if storage.is_uri(self.trial_dir):
+            self._staging: str | None = tempfile.mkdtemp(prefix="scl-ray-tensorboard-")
+            local = os.path.join(self._staging, name)
+        else:
+            self._staging = None
+            storage.make_dirs(self.trial_dir)
+            local = self.event_file
+        self._records = RecordWriter(local)
+        self._write(Event(file_version="brain.Event:2"))
+        _, session_start, _ = summary.hparams(dict(hparams), {})
+        self._write(Event(summary=session_start))
+        self._flush()
+        self._last_generation: int | None = None
+        self._closed = False
+
+    def log_generation(self, generation: int, metrics: Mapping[str, float],
+                       image: np.ndarray | None = None) -> None:
+        """Log one finished generation at step `generation`.
+
+        metrics: metrics.json of the generation (name -> number; `generation` itself is the step).
+        image: (H, W, 3) or (H, W, 4) uint8, e.g. a rendered motion; None logs no image.
+        """
+        if self._closed:
+            raise RuntimeError(f"the TensorBoard logger of {self.trial_dir} is closed")
+        if self._last_generation is not None and generation <= self._last_generation:
+            raise ValueError(f"generation {generation} was logged after generation {self._last_generation} "
+                             f"in {self.trial_dir}: log each generation once, in increasing order")
+        values = []
+        for name, value in metrics.items():
+            if name == "generation":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"metric {name!r} of generation {generation} in {self.trial_dir} is "
+                                f"{type(value).__name__} ({value!r}); metrics must be numbers")
+            values.extend(summary.scalar(scalar_tag(name), float(value)).value)
+        if image is not None:
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+                raise ValueError(f"the image of generation {generation} must be (H, W, 3 or 4) uint8, "
+                                 f"got {image.shape} {image.dtype}")
+            values.extend(summary.image(IMAGE_TAG, image, dataformats="HWC").value)
+        self._write(Event(step=int(generation), summary=Summary(value=values)))
+        self._flush()
+        self._last_generation = generation
+
+    def close(self) -> None:
+        """End the HParams session as a success and close the event file."""
+        self._finish(end_session=True)
+
+    def __enter__(self) -> "TrialLogger":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        # A loop that raised may be resumed: TensorBoard keeps the first session end it reads for a
+        # run, so a failure written now would outlive a later success. Unended sessions show as Unknown.
+        self._finish(end_session=error_type is None)
+
+    def _finish(self, end_session: bool) -> None:
+        if self._closed:
+            return
+        if end_session:
+            content = HParamsPluginData(session_end_info=SessionEndInfo(
+                status=Status.Value("STATUS_SUCCESS"), end_time_secs=time.time()))
+            metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+                plugin_name=HPARAMS_PLUGIN, content=content.SerializeToString()))
+            self._write(Event(summary=Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=metadata)])))
+            self._flush()
+        self._records.close()
+        self._closed = True
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def _write(self, event: Event) -> None:
+        event.wall_time = time.time()
+        self._records.write(event.SerializeToString())
+
+    def _flush(self) -> None:
+        """Make the events readable: on the local disk, or uploaded whole to object storage."""
+        self._records.flush()
+        if self._staging is not None:
+            with open(self._records.path, "rb") as handle:
+                storage.write_bytes(self.event_file, handle.read())

@@ -1,0 +1,68 @@
+"""`scl-ray report RESULTS`: paper-style figures and summary tables of a results directory.
+
+    report_dir = make_report("~/scl-ray-results/scl")
+    print(format_summary(report_dir))
+
+writes into report_dir (default RESULTS/report):
+  <metric>_n<N>.png   per train size n and metric (fid, r_precision_top3, matching_score, diversity,
+                      multimodality, physics/*): a panel per synthetic ratio, a line per arm (mean over
+                      seeds, min-max band), the baseline in every panel
+  timing.png          mean seconds per generation by stage, per trial
+  toy_w2.png          Gaussian toy: W2 vs generation, a line per gamma, a panel per corrector
+  summary.csv         one row per trial (see tables.py); toy_summary.csv for toy runs
+  summary.md          the tables above in Markdown, with the figures
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from scl_ray import storage
+from scl_ray.report import figures, tables
+from scl_ray.report.metrics import reported_metrics
+from scl_ray.report.results import Results, ReportError, load_results
+from scl_ray.report.tables import format_summary
+
+SUMMARY_MD = "summary.md"
+__all__ = ["ReportError", "Results", "format_summary", "load_results", "make_report"]
+
+
+def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write the figures and tables of every trial and toy run under `results_dir`; returns out_dir.
+
+    results_dir: local path or pyarrow URI (s3://...). out_dir: local directory, default
+    results_dir/report (a URI results_dir needs an explicit out_dir).
+    """
+    if out_dir is None:
+        if storage.is_uri(results_dir):
+            raise ReportError(f"{results_dir} is not a local directory: pass out_dir, a local directory "
+                              "for the report's files")
+        out_dir = Path(results_dir).expanduser() / "report"
+    out_dir = Path(out_dir).expanduser()
+    results = load_results(results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [f"# scl-ray report\n\nResults: `{results_dir}`: {len(results.trials)} loop trials, "
+                f"{len(results.toys)} toy runs."]
+    pictures: list[Path] = []
+    if results.trials:
+        metrics = reported_metrics(results.trials)
+        rows = tables.trial_rows(results.trials, metrics)
+        tables.write_csv(rows, out_dir / tables.SUMMARY_CSV)
+        sections.append("## Final values, mean ± standard deviation over seeds\n\n"
+                        + tables.seeds_markdown(results.trials, metrics))
+        sections.append("## Trials (final = last finished generation, best = over all generations)\n\n"
+                        + tables.trials_markdown(rows))
+        pictures += figures.metric_figures(results.trials, out_dir)
+        timing = figures.timing_figure(results.trials, out_dir)
+        pictures += [timing] if timing is not None else []
+    if results.toys:
+        rows = tables.toy_rows(results.toys)
+        tables.write_csv(rows, out_dir / tables.TOY_CSV)
+        sections.append("## Gaussian toy: final W2 to N(0, I)\n\n" + tables.markdown_table(
+            ["corrector", "γ", "seeds", "W2 mean", "W2 std"], [list(row.values()) for row in rows]))
+        pictures.append(figures.toy_figure(results.toys, out_dir))
+    sections.append("## Figures\n\n" + "\n".join(f"![{path.stem}]({path.name})" for path in pictures))
+    (out_dir / SUMMARY_MD).write_text("\n\n".join(sections) + "\n")
+    return out_dir
+

@@ -1,0 +1,213 @@
+"""make_report on a small fake results directory whose every value is known in closed form."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scl_ray.config import Config, LoopConfig, save_config
+from scl_ray.loop.plan import trial_name
+from scl_ray.report import ReportError, format_summary, load_results, make_report
+from scl_ray.report.figures import metric_figure
+from scl_ray.report.results import align, group_by_condition, seed_spread
+
+GENERATIONS = 4  # generations 0..3 finished
+RATIOS = (0.5, 1.0)
+# (synthetic_ratio, strength, seed) of every trial: baselines of two strengths are one condition.
+TRIALS = ([(0.0, 1.0, 0), (0.0, 0.0, 1)]
+          + [(ratio, strength, seed) for ratio in RATIOS for strength in (0.0, 1.0) for seed in (0, 1)])
+TOYS = [(corrector, gamma, seed) for corrector in ("histogram", "mixture") for gamma in (0.0, 1.0) for seed in (0, 1)]
+
+
+def fid(ratio: float, strength: float, seed: int, generation: int) -> float:
+    """Baselines stay flat, self-consuming loops drift up with lambda, corrected ones dip at generation 2."""
+    if ratio == 0:
+        drift = 0.0
+    else:
+        drift = 0.5 * ratio * generation if strength == 0 else 0.3 * (generation - 2) ** 2
+    return 1.0 + drift + 0.1 * seed
+
+
+def r_precision(ratio: float, strength: float, seed: int, generation: int) -> float:
+    return 0.6 - 0.05 * ratio * abs(generation - 1) - 0.01 * seed
+
+
+def metrics(ratio: float, strength: float, seed: int, generation: int) -> dict[str, float]:
+    values = {"generation": float(generation), "fid": fid(ratio, strength, seed, generation),
+              "r_precision_top1": 0.3, "r_precision_top3": r_precision(ratio, strength, seed, generation),
+              "matching_score": 3.0 + 0.1 * generation, "diversity": 9.0 - ratio * generation,
+              "multimodality": 2.0 + seed, "physics/penetration": 0.02 * (generation + 1) * (1 - strength / 2),
+              "physics/skate": 0.1, "train/loss": 1.0 / (generation + 1),
+              "time/train_s": 2.0, "time/evaluate_s": 1.0, "time/generation_s": 4.0}
+    if ratio > 0 and generation > 0:
+        values.update({"time/sample_s": 0.5, "time/correct_s": 0.4 * strength, "correction/corrected": 12.0})
+    return values
+
+
+def write_results(root) -> None:
+    save_config(Config(), root / "config.yaml")  # the sweep's own config is not a trial
+    for ratio, strength, seed in TRIALS:
+        loop = LoopConfig(synthetic_ratio=ratio, strength=strength, train_size=64, seed=seed, generations=50)
+        trial = root / trial_name(loop)
+        save_config(Config(loop=loop), trial / "config.yaml")
+        for generation in range(GENERATIONS):
+            (trial / f"gen_{generation:03d}").mkdir(parents=True)
+            (trial / f"gen_{generation:03d}" / "metrics.json").write_text(
+                json.dumps(metrics(ratio, strength, seed, generation)))
+            (trial / f"gen_{generation:03d}" / "DONE").write_text("done\n")
+    # A generation still running (metrics written, DONE not yet) is not part of the results.
+    running = root / trial_name(LoopConfig(synthetic_ratio=1.0, strength=1.0, train_size=64, seed=0)) / "gen_004"
+    running.mkdir()
+    (running / "metrics.json").write_text(json.dumps(metrics(1.0, 1.0, 0, 4) | {"fid": -100.0}))
+    for corrector, gamma, seed in TOYS:
+        w2 = [0.5 * (1 + seed) / (1 + gamma * g) for g in range(11)]
+        toy = root / "toy" / f"{corrector}_gamma{gamma:g}_seed{seed}"
+        toy.mkdir(parents=True)
+        (toy / "toy_w2.json").write_text(json.dumps({"gamma": gamma, "corrector": corrector, "seed": seed, "w2": w2}))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    write_results(root)
+    return root, make_report(root)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_report_lands_in_results_report_with_every_expected_figure(report):
+    root, out = report
+    assert out == root / "report"
+    expected = {f"{m}_n64.png" for m in ("fid", "r_precision_top3", "matching_score", "diversity", "multimodality",
+                                         "physics_penetration", "physics_skate")} | {"timing.png", "toy_w2.png"}
+    assert {path.name for path in out.glob("*.png")} == expected
+    for name in expected:
+        pixels = np.asarray(Image.open(out / name).convert("L"), dtype=float)
+        assert pixels.std() > 10, f"{name} looks blank"
+
+
+def test_summary_csv_has_one_row_per_trial_with_final_and_best(report):
+    root, out = report
+    rows = read_csv(out / "summary.csv")
+    assert len(rows) == len(TRIALS)
+    columns = set(rows[0])
+    assert {"trial", "arm", "synthetic_ratio", "strength", "train_size", "seed", "last_generation",
+            "fid_final", "fid_best", "r_precision_top3_best", "physics/penetration_best", "diversity_final"} <= columns
+    assert "diversity_best" not in columns and "multimodality_best" not in columns
+    assert "train/loss_final" not in columns and "correction/corrected_final" not in columns
+    last = GENERATIONS - 1
+    for row in rows:
+        ratio, strength, seed = float(row["synthetic_ratio"]), float(row["strength"]), int(row["seed"])
+        history = [metrics(ratio, strength, seed, g) for g in range(GENERATIONS)]
+        assert row["arm"] == ("baseline" if ratio == 0 else "self-consuming" if strength == 0 else "corrected")
+        assert int(row["last_generation"]) == last and int(row["planned_generations"]) == 50
+        assert float(row["fid_final"]) == pytest.approx(fid(ratio, strength, seed, last))
+        assert float(row["fid_best"]) == pytest.approx(min(m["fid"] for m in history))
+        assert float(row["r_precision_top3_best"]) == pytest.approx(max(m["r_precision_top3"] for m in history))
+        assert float(row["physics/penetration_best"]) == pytest.approx(min(m["physics/penetration"] for m in history))
+        assert float(row["diversity_final"]) == pytest.approx(history[-1]["diversity"])
+        assert float(row["mean_generation_s"]) == pytest.approx(4.0)
+    corrected = next(r for r in rows if r["arm"] == "corrected")
+    assert float(corrected["fid_best"]) < float(corrected["fid_final"])  # the dip at generation 2
+
+
+def test_summary_md_tables_and_figure_links(report):
+    root, out = report
+    text = (out / "summary.md").read_text()
+    assert f"{len(TRIALS)} loop trials, {len(TOYS)} toy runs" in text
+    trial_lines = [line for line in text.splitlines() if line.startswith("| n64_")]
+    assert len(trial_lines) == len(TRIALS)
+    assert "FID final" in text and "FID best" in text
+    # Means over seeds: baselines of both strengths are one row of 2 seeds; fid at generation 3 is 1.0 and 1.1.
+    baseline = next(line for line in text.splitlines() if "| baseline |" in line)
+    assert "| 2 |" in baseline and "1.05 ± 0.071" in baseline
+    assert "![fid_n64](fid_n64.png)" in text and "![toy_w2](toy_w2.png)" in text
+
+
+def test_toy_summary_is_the_mean_final_w2_over_seeds(report):
+    root, out = report
+    rows = read_csv(out / "toy_summary.csv")
+    assert [(row["corrector"], float(row["gamma"])) for row in rows] == sorted({(c, g) for c, g, _ in TOYS})
+    for row in rows:
+        gamma = float(row["gamma"])
+        expected = np.mean([0.5 * (1 + seed) / (1 + gamma * 10) for seed in (0, 1)])
+        assert float(row["final_w2_mean"]) == pytest.approx(expected) and row["seeds"] == "2"
+
+
+def test_format_summary_is_a_compact_table(report):
+    root, out = report
+    lines = format_summary(out).splitlines()
+    assert lines[0].split()[:6] == ["arm", "n", "λ", "strength", "seed", "gen"]
+    assert sum(line.startswith("corrected") for line in lines) == 4
+    assert any(line.startswith("mixture") for line in lines)
+    with pytest.raises(ReportError, match="make the report first"):
+        format_summary(root)
+
+
+def test_baseline_is_drawn_in_every_synthetic_ratio_panel(report):
+    root, _ = report
+    groups = group_by_condition(load_results(root).trials)
+    figure = metric_figure("fid", 64, groups)
+    panels = figure.axes
+    assert [axes.get_title() for axes in panels] == ["λ = 0.5", "λ = 1"]
+    for axes in panels:
+        labels = [line.get_label() for line in axes.get_lines()]
+        assert labels == ["baseline (2 seeds)", "self-consuming (2 seeds)", "corrected (2 seeds)"]
+    corrected = panels[1].get_lines()[2]
+    np.testing.assert_allclose(corrected.get_ydata(), [np.mean([fid(1.0, 1.0, s, g) for s in (0, 1)])
+                                                      for g in range(GENERATIONS)])
+
+
+def test_seed_spread_ignores_missing_values():
+    x, matrix = align([(np.array([0, 1, 2]), np.array([1.0, 2.0, 3.0])), (np.array([0, 1]), np.array([3.0, np.nan]))])
+    assert list(x) == [0, 1, 2] and np.isnan(matrix[1, 2])
+    mean, low, high = seed_spread(matrix)
+    np.testing.assert_allclose(mean, [2.0, 2.0, 3.0])
+    np.testing.assert_allclose(low, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(high, [3.0, 2.0, 3.0])
+
+
+def test_results_on_a_uri_are_read_the_same(report, tmp_path):
+    root, _ = report
+    from_uri = load_results(f"file://{root}")
+    assert len(from_uri.trials) == len(TRIALS) and len(from_uri.toys) == len(TOYS)
+    with pytest.raises(ReportError, match="pass out_dir"):
+        make_report(f"file://{root}")
+
+
+def test_nothing_to_report_says_what_was_expected(tmp_path):
+    (tmp_path / "trial" / "gen_000").mkdir(parents=True)
+    (tmp_path / "trial" / "config.yaml").write_text("loop: {seed: 0}\n")
+    with pytest.raises(ReportError, match=rf"no results found under {tmp_path}.*gen_NNN/metrics.json.*toy_w2.json"):
+        make_report(tmp_path)
+    with pytest.raises(ReportError, match="does not exist"):
+        make_report(tmp_path / "missing")
+
+
+def test_malformed_files_are_named(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy_w2.json").write_text(json.dumps({"gamma": 1.0, "seed": 0, "w2": [1.0]}))
+    with pytest.raises(ReportError, match=r"toy_w2.json: run 0 lacks corrector"):
+        load_results(tmp_path)
+    trial = tmp_path / "trial"
+    (trial / "gen_000").mkdir(parents=True)
+    (trial / "config.yaml").write_text("loop: {strength: 2.0}\n")
+    (trial / "gen_000" / "metrics.json").write_text("{}")
+    (trial / "gen_000" / "DONE").write_text("")
+    (tmp_path / "toy" / "toy_w2.json").unlink()
+    with pytest.raises(ReportError, match=r"trial/config.yaml is not a valid scl-ray config: loop.strength"):
+        load_results(tmp_path)
+    (trial / "config.yaml").write_text("loop: {strength: 1.0}\n")
+    (trial / "gen_000" / "metrics.json").write_text('{"fid": 1.0,')
+    with pytest.raises(ReportError, match=r"trial/gen_000/metrics.json is not valid JSON"):
+        load_results(tmp_path)
+    (trial / "gen_000" / "metrics.json").write_text('{"fid": "low"}')
+    with pytest.raises(ReportError, match=r"gen_000/metrics.json: metric 'fid' is 'low'"):
+        load_results(tmp_path)
