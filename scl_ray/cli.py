@@ -75,6 +75,177 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- physics and correction ----------------------------------------------------------------------
+
+def cmd_physics_mjcf(args: argparse.Namespace) -> int:
+    from scl_ray import storage
+    from scl_ray.motion.skeleton import Skeleton
+    from scl_ray.physics.humanoid import build_humanoid_mjcf
+
+    config = _config(args)
+    storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), sim_hz=config.correct.sim_hz))
+    print(f"wrote the MJCF humanoid ({args.scale:g} x the adult skeleton) to {args.out}; "
+          f"view it with `python -m mujoco.viewer --mjcf={args.out}`")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from scl_ray.distributed.data import correct_file
+    from scl_ray.distributed.runtime import cluster_size, init_ray, plan_resources
+
+    config = _config(args)
+    needed = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    init_ray(config.resources, min_cpus=needed)
+    plan = plan_resources(config.resources, *cluster_size())
+    corrected = correct_file(args.input, args.out, config.correct, plan)
+    counts = Counter(corrected.status)
+    print(f"corrected {len(corrected)} motions into {args.out}: "
+          + ", ".join(f"{status} {count}" for status, count in sorted(counts.items())))
+    return 0
+
+
+# ---- diffusion -----------------------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scl_ray.distributed.runtime import cluster_size, init_ray, plan_resources
+    from scl_ray.distributed.sweep import experiment_dir
+    from scl_ray.distributed.train import train_generation_zero
+
+    config = _config(args)
+    needed = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    init_ray(config.resources, min_cpus=needed)
+    plan = plan_resources(config.resources, *cluster_size())
+    out = args.out or str(Path(experiment_dir(config)) / "train")
+    checkpoint = train_generation_zero(config, out, plan)
+    print(f"trained {config.train.steps} steps on {config.loop.train_size} motions; checkpoint: {checkpoint}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from scl_ray.config import SampleConfig
+    from scl_ray.motion.features import features_to_joints
+    from scl_ray.motion.store import write_motion_set
+    from scl_ray.workflows import sample_from_checkpoint
+
+    settings = SampleConfig(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta)
+    samples = sample_from_checkpoint(args.checkpoint, args.prompt, args.num, args.length, settings, args.seed)
+    write_motion_set(samples, args.out)
+    print(f"wrote {len(samples)} motions to {args.out}")
+    if args.render:
+        from scl_ray.motion.render import render_gif
+
+        shown = min(len(samples), 4)
+        render_gif([features_to_joints(f) for f in samples.features[:shown]],
+                   [c[0] for c in samples.captions[:shown]], args.render)
+        print(f"rendered {shown} of them to {args.render}")
+    return 0
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+def _data_config(args: argparse.Namespace):
+    overrides = list(args.overrides)
+    if args.data:
+        overrides += ["data.source=humanml3d", f"data.path={args.data}"]
+    return load_config(args.config, overrides)
+
+
+def cmd_evaluator_train(args: argparse.Namespace) -> int:
+    from scl_ray.loop.data import RealData
+    from scl_ray.workflows import dataset_evaluator
+
+    config = _data_config(args)
+    real = RealData.load(config.data)
+    dataset_evaluator(config, real)
+    print(f"evaluator for {real.root} ready (cached under {config.data.cache_dir})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from scl_ray import storage
+    from scl_ray.loop.data import RealData
+    from scl_ray.motion.store import read_motion_set
+    from scl_ray.workflows import dataset_evaluator, evaluate_motion_set, format_metrics
+
+    config = _data_config(args)
+    real = RealData.load(config.data)
+    evaluator = dataset_evaluator(config, real)
+    rows = {}
+    if args.real:
+        rows["real"] = evaluate_motion_set(real.test, config, real, evaluator)
+    for path in args.samples:
+        rows[Path(path).stem] = evaluate_motion_set(read_motion_set(path), config, real, evaluator)
+    if not rows:
+        raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
+    print(format_metrics(rows))
+    if args.out:
+        storage.write_json(args.out, rows)
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ---- loops, sweeps and reports -------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scl_ray.distributed.sweep import run_single
+
+    trial_dir = run_single(_config(args), args.storage)
+    print(f"loop finished: {trial_dir}\nTensorBoard: tensorboard --logdir {trial_dir}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from scl_ray.distributed.sweep import describe_trials, estimate_cost, experiment_dir, expand_trials, run_sweep
+
+    config = _config(args)
+    if args.dry_run:
+        print(describe_trials(config, expand_trials(config)))
+        print(estimate_cost(config))
+        return 0
+    run_sweep(config, args.storage, resume=args.resume)
+    return _report(experiment_dir(config, args.storage))
+
+
+def _report(results: str, out: str | None = None) -> int:
+    from scl_ray.report import format_summary, make_report
+
+    report = make_report(results, out)
+    print(format_summary(report))
+    print(f"report (figures, summary.md, summary.csv): {report}")
+    print(f"TensorBoard: tensorboard --logdir {results}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _report(args.results, args.out)
+
+
+def quickstart_config_path() -> Path:
+    path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run scl-ray quickstart from a clone of the repository "
+                                "installed with `pip install -e .`, or pass a config to `scl-ray sweep`")
+    return path
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    args.config = str(quickstart_config_path())
+    args.dry_run = False
+    return cmd_sweep(args)
+
+
+def cmd_toy_gaussian(args: argparse.Namespace) -> int:
+    from scl_ray.distributed.toy import run_toy_sweep
+
+    config = _config(args)
+    results = run_toy_sweep(config, args.storage, use_tune=args.tune)
+    return _report(results)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scl-ray",
@@ -108,6 +279,90 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--ids", nargs="*", help="motion ids (default: the first --limit)")
     render.add_argument("--limit", type=int, default=4)
     render.set_defaults(func=cmd_render)
+
+    physics = commands.add_parser("physics", help="the MuJoCo humanoid").add_subparsers(
+        dest="physics_command", metavar="PHYSICS_COMMAND")
+    physics.required = True
+    mjcf = physics.add_parser("mjcf", help="write the humanoid's MJCF (loads in MuJoCo's viewer)")
+    mjcf.add_argument("--out", required=True, help="output .xml")
+    mjcf.add_argument("--scale", type=float, default=1.0, help="uniform scale of the adult skeleton")
+    _add_config_arguments(mjcf, required=False)
+    mjcf.set_defaults(func=cmd_physics_mjcf)
+
+    correct = commands.add_parser("correct", help="physics-correct a Parquet motion set with a Ray Data actor pool")
+    correct.add_argument("input", help="input motion set (.parquet, local path or URI)")
+    correct.add_argument("--out", required=True, help="output motion set (.parquet)")
+    _add_config_arguments(correct, required=False)
+    correct.set_defaults(func=cmd_correct)
+
+    train = commands.add_parser("train", help="train the diffusion model from scratch on Ray Train (a generation 0)")
+    _add_config_arguments(train)
+    train.add_argument("--out", help="output directory (default <sweep.storage>/<sweep.name>/train)")
+    train.set_defaults(func=cmd_train)
+
+    sample_cmd = commands.add_parser("sample", help="sample motions from a checkpoint for text prompts")
+    sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop generation")
+    sample_cmd.add_argument("--prompt", action="append", required=True, help="a caption (repeatable)")
+    sample_cmd.add_argument("--num", type=int, default=4, help="motions per prompt")
+    sample_cmd.add_argument("--length", type=int, default=120, help="frames at 20 fps (default 120 = 6 s)")
+    sample_cmd.add_argument("--steps", type=int, default=50, help="sampling steps")
+    sample_cmd.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
+    sample_cmd.add_argument("--eta", type=float, default=0.0)
+    sample_cmd.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+    sample_cmd.add_argument("--seed", type=int, default=0)
+    sample_cmd.add_argument("--out", required=True, help="output motion set (.parquet)")
+    sample_cmd.add_argument("--render", help="also render the first motions to this .gif")
+    sample_cmd.set_defaults(func=cmd_sample)
+
+    evaluator = commands.add_parser("evaluator", help="the text/motion evaluator").add_subparsers(
+        dest="evaluator_command", metavar="EVALUATOR_COMMAND")
+    evaluator.required = True
+    evaluator_train = evaluator.add_parser("train", help="train (or load from cache) a dataset's evaluator")
+    evaluator_train.add_argument("data", nargs="?", help="HumanML3D-layout directory (default: procedural data)")
+    evaluator_train.add_argument("--config", help="experiment YAML for evaluator and data settings")
+    evaluator_train.add_argument("--set", dest="overrides", action="append", default=[])
+    evaluator_train.set_defaults(func=cmd_evaluator_train)
+
+    evaluate = commands.add_parser("evaluate", help="FID, R-precision, Matching, Diversity, MultiModality, physics")
+    evaluate.add_argument("samples", nargs="*", help="motion sets (.parquet); captions are the prompts")
+    evaluate.add_argument("--data", help="HumanML3D-layout directory (default: the procedural dataset)")
+    evaluate.add_argument("--real", action="store_true", help="also evaluate the real test split (the 'Real' row)")
+    evaluate.add_argument("--out", help="write the metrics as JSON here")
+    evaluate.add_argument("--config", help="experiment YAML for evaluation and data settings")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[])
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    run = commands.add_parser("run", help="one self-consuming loop (config.loop) on Ray Train, without Tune")
+    _add_config_arguments(run)
+    run.add_argument("--storage", help="results location (local path or s3://...), overrides sweep.storage")
+    run.set_defaults(func=cmd_run)
+
+    sweep = commands.add_parser("sweep", help="the grid of loops as one Ray Tune sweep, then the report")
+    _add_config_arguments(sweep)
+    sweep.add_argument("--storage", help="results location (local path or s3://...), overrides sweep.storage")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--dry-run", action="store_true", help="print the trials and their estimated cost")
+    sweep.set_defaults(func=cmd_sweep)
+
+    quickstart = commands.add_parser("quickstart", help="a small sweep of all three arms on this machine")
+    quickstart.add_argument("--set", dest="overrides", action="append", default=[])
+    quickstart.add_argument("--storage", help="results location (default from configs/quickstart.yaml)")
+    quickstart.add_argument("--resume", action="store_true", help="continue an interrupted quickstart")
+    quickstart.set_defaults(func=cmd_quickstart)
+
+    report = commands.add_parser("report", help="paper-style figures and summary tables of a results directory")
+    report.add_argument("results", help="<storage>/<experiment> directory of a sweep")
+    report.add_argument("--out", help="output directory (default RESULTS/report)")
+    report.set_defaults(func=cmd_report)
+
+    toy = commands.add_parser("toy", help="the paper's theory experiments").add_subparsers(
+        dest="toy_command", metavar="TOY_COMMAND")
+    toy.required = True
+    gaussian = toy.add_parser("gaussian", help="the 2-D Gaussian toy: W2 vs generation for each gamma")
+    _add_config_arguments(gaussian, required=False)
+    gaussian.add_argument("--storage", help="results location (default sweep.storage)")
+    gaussian.add_argument("--tune", action="store_true", help="run the grid as a Ray Tune sweep")
+    gaussian.set_defaults(func=cmd_toy_gaussian)
     return parser
 
 

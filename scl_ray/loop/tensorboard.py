@@ -169,3 +169,44 @@ class TrialLogger:
         if self._staging is not None:
             with open(self._records.path, "rb") as handle:
                 storage.write_bytes(self.event_file, handle.read())
+
+
+def render_sample_image(samples_location: str, frames: int = 5) -> np.ndarray | None:
+    """The first evaluation sample of a generation as an (H, W, 3) uint8 contact sheet, or None."""
+    from PIL import Image
+
+    from scl_ray.motion.features import features_to_joints
+    from scl_ray.motion.render import render_png
+    from scl_ray.motion.store import read_motion_set
+
+    if not storage.exists(samples_location):
+        return None
+    samples = read_motion_set(samples_location)
+    finite = np.flatnonzero(samples.finite_mask())
+    if not len(finite):
+        return None
+    first = int(finite[0])
+    with tempfile.TemporaryDirectory() as folder:
+        path = render_png([features_to_joints(samples.features[first])], [samples.captions[first][0]],
+                          os.path.join(folder, "sample.png"), frames_per_motion=frames, dpi=60)
+        return np.asarray(Image.open(path).convert("RGB"))
+
+
+class GenerationLogger:
+    """What a loop's `report` calls on rank 0: scalars, HParams and a rendered evaluation sample."""
+
+    def __init__(self, trial_dir: str | os.PathLike, loop: LoopConfig, render: bool = True):
+        self.logger = TrialLogger(trial_dir, trial_hparams(loop))
+        self.trial_dir = str(trial_dir)
+        self.render = render
+
+    def __call__(self, generation: int, metrics: Mapping[str, float]) -> None:
+        image = None
+        if self.render:
+            from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
+
+            image = render_sample_image(TrialDirectory(self.trial_dir).file(generation, EVAL_SAMPLES))
+        self.logger.log_generation(generation, metrics, image)
+
+    def close(self) -> None:
+        self.logger.close()

@@ -1,0 +1,179 @@
+"""Ray Tune: the experimental grid as one sweep, one trial per loop; and `scl-ray run` (one loop).
+
+Every combination of `sweep.train_size x synthetic_ratio x strength x seeds` is a trial (baseline
+trials, synthetic_ratio 0, are the same whatever the strength, so they appear once). A trial is a
+Tune function trainable that runs one long-lived TorchTrainer (`distributed/train.py`); Train's
+per-generation reports reach Tune through `TuneReportCallback`. A failed trial is retried
+(`FailureConfig`) and continues from its newest finished generation; `--resume` restores the Tuner
+and every trial continues the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from scl_ray import storage
+from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
+from scl_ray.distributed.runtime import ResourcePlan, cluster_size, init_ray, plan_resources
+from scl_ray.fields import to_dict
+from scl_ray.loop.plan import arm_name, trial_name
+
+TUNE_DIR = "_tune"
+TRAIN_DIR = "_train"
+
+
+def expand_trials(config: Config) -> list[LoopConfig]:
+    """The loops of the grid, baseline duplicates removed, in a stable order."""
+    sweep, seen, loops = config.sweep, set(), []
+    for train_size in sweep.train_size:
+        for synthetic_ratio in sweep.synthetic_ratio:
+            for strength in sweep.strength:
+                for seed in sweep.seeds:
+                    key = (train_size, synthetic_ratio, 0.0 if synthetic_ratio == 0 else strength, seed)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    loops.append(dataclasses.replace(config.loop, train_size=train_size, synthetic_ratio=synthetic_ratio,
+                                                     strength=key[2], seed=seed))
+    return loops
+
+
+def experiment_dir(config: Config, storage_override: str | None = None) -> str:
+    root = storage_override or config.sweep.storage
+    location = storage.join(root, config.sweep.name)
+    return location if storage.is_uri(location) else str(Path(location).expanduser().absolute())
+
+
+def trial_config(config: Config, loop: LoopConfig) -> Config:
+    return dataclasses.replace(config, loop=loop)
+
+
+def _plan(config: Config, max_concurrent: int | None) -> ResourcePlan:
+    cpus, gpus = cluster_size()
+    return plan_resources(config.resources, cpus, gpus, max_concurrent)
+
+
+def _prepare(config: Config) -> None:
+    """Data, caption embeddings and the evaluator, once on the driver, before any trial needs them."""
+    from scl_ray.loop.build import LoopResources
+
+    LoopResources.load(config, progress=True)
+
+
+def run_trial(tune_config: dict) -> None:
+    """The Tune function trainable: one loop, one TorchTrainer.fit."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from scl_ray.distributed.train import loop_trainer
+
+    config = trial_config(config_from_dict(tune_config["config"]), LoopConfig(**tune_config["loop"]))
+    plan = ResourcePlan(**tune_config["plan"])
+    trial_dir = storage.join(tune_config["experiment"], trial_name(config.loop))
+    storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
+    trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
+                           storage_path=storage.join(tune_config["experiment"], TRAIN_DIR),
+                           callbacks=[TuneReportCallback()], max_failures=config.sweep.max_failures)
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+
+
+def describe_trials(config: Config, loops: Iterable[LoopConfig]) -> str:
+    lines = [f"{'trial':<44} {'arm':<15} {'n':>5} {'lambda':>6} {'strength':>8} {'seed':>4}"]
+    for loop in loops:
+        lines.append(f"{trial_name(loop):<44} {arm_name(loop.synthetic_ratio, loop.strength):<15} "
+                     f"{loop.train_size:>5} {loop.synthetic_ratio:>6g} {loop.strength:>8g} {loop.seed:>4}")
+    return "\n".join(lines)
+
+
+def run_sweep(config: Config, storage_override: str | None = None, resume: bool = False):
+    """Run (or resume) the whole grid; returns Tune's ResultGrid."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our own TensorBoard logs per trial
+    from ray import tune
+
+    loops = expand_trials(config)
+    experiment = experiment_dir(config, storage_override)
+    per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    init_ray(config.resources, min_cpus=per_trial)
+    plan = _plan(config, config.sweep.max_concurrent_trials)
+    print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
+    storage.make_dirs(experiment)
+    storage.write_text(storage.join(experiment, "config.yaml"), config_to_yaml(config))
+    _prepare(config)
+    trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
+    tune_path = storage.join(experiment, TUNE_DIR)
+    if resume and tune.Tuner.can_restore(tune_path):
+        tuner = tune.Tuner.restore(tune_path, trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"config": to_dict(config), "plan": dict(plan.__dict__), "experiment": experiment,
+                         "loop": tune.grid_search([to_dict(loop) for loop in loops])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment,
+                                      failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
+        )
+    return tuner.fit()
+
+
+def run_single(config: Config, storage_override: str | None = None):
+    """`scl-ray run`: one loop (config.loop) on Ray Train, without Tune."""
+    from scl_ray.distributed.train import loop_trainer
+
+    experiment = experiment_dir(config, storage_override)
+    per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    init_ray(config.resources, min_cpus=per_trial)
+    plan = _plan(config, 1)
+    trial_dir = storage.join(experiment, trial_name(config.loop))
+    storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
+    trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
+                           storage_path=storage.join(experiment, TRAIN_DIR), max_failures=config.sweep.max_failures)
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return trial_dir
+
+
+# Measured per-unit costs (seconds) behind `--dry-run`; sources in parentheses.
+# train: one optimisation step at batch 64; sample: one motion with guidance per sampling step;
+# correct: one 196-frame motion per core at 300 Hz.
+COSTS = {
+    ("cuda", "mdm"): {"train": 0.028, "sample": 0.44 / 64 / 50, "correct": 0.14},  # FACTS.md, one H100
+    ("cuda", "small"): {"train": 0.012, "sample": 0.2 / 64 / 50, "correct": 0.14},  # scaled from mdm by FLOPs
+    ("cpu", "mdm"): {"train": 14.0, "sample": 0.25, "correct": 0.14},  # scaled from small by FLOPs
+    ("cpu", "small"): {"train": 2.0, "sample": 0.011, "correct": 0.14},  # this 2-core machine
+    ("cpu", "tiny"): {"train": 0.25, "sample": 0.002, "correct": 0.14},  # this 2-core machine
+}
+
+
+def estimate_cost(config: Config) -> str:
+    """Time and GPU-hours of the sweep from measured per-unit costs (rough: +-50 %)."""
+    import torch
+
+    device = config.resources.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    preset = config.model.preset if config.model.preset != "custom" else "small"
+    costs = COSTS.get((device, preset), COSTS[("cpu", "small")])
+    batch = config.train.batch_size / 64
+    steps = config.sample.steps if config.sample.sampler == "ddim" else config.model.diffusion_steps
+    per_motion = costs["sample"] * steps
+    correct = costs["correct"] * config.correct.sim_hz / 300 * 0.6  # mean length about 0.6 of 196 frames
+    evaluate = (config.evaluate.num_samples + config.evaluate.mm_prompts * config.evaluate.mm_samples) * per_motion
+    total, lines = 0.0, []
+    for loop in expand_trials(config):
+        synthetic = int(loop.synthetic_ratio * loop.train_size)
+        generation = (loop.steps_per_generation * costs["train"] * batch + synthetic * per_motion + evaluate
+                      + (synthetic * correct / config.resources.corrector_actors if loop.strength > 0 else 0))
+        seconds = config.train.steps * costs["train"] * batch + evaluate + loop.generations * generation
+        total += seconds
+        lines.append(f"  {trial_name(loop):<44} {seconds / 3600:8.2f} h")
+    concurrent = config.sweep.max_concurrent_trials or 1
+    gpu = f", {total / 3600 * config.resources.num_workers * config.resources.gpus_per_worker:.1f} GPU-hours" \
+        if device == "cuda" else ""
+    return "\n".join([f"estimated cost on {device} ({preset} model), per trial:", *lines,
+                      f"total {total / 3600:.1f} trial-hours{gpu}; about {total / 3600 / concurrent:.1f} h of "
+                      f"wall time at {concurrent} trial(s) at once"])

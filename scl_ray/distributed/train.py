@@ -1,0 +1,183 @@
+"""Ray Train: one long-lived `TorchTrainer.fit` per loop, and `scl-ray train` (a generation 0).
+
+Every worker runs the whole loop (`scl_ray.loop`) with its model resident for all generations:
+it samples its share of the prompts, rank 0 sends the synthetic set through the Ray Data
+corrector pool and broadcasts the result, all ranks train with DDP (gloo on CPU, NCCL on GPU),
+evaluate, and `ray.train.report` the metrics. The reported checkpoint is a pointer to the
+generation directory (a small JSON file, not a copy of the model and motion sets): the run
+directory's DONE markers are the source of truth, and a worker group restarted by `FailureConfig`
+resumes from the newest finished generation through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import ray.train
+import ray.train.torch
+from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from scl_ray.config import Config, config_from_dict
+from scl_ray.distributed.runtime import ResourcePlan, ray_environment
+from scl_ray.fields import to_dict
+from scl_ray.loop.build import LoopResources, build_motion_loop
+from scl_ray.loop.state import TrialDirectory
+from scl_ray.loop.tensorboard import GenerationLogger
+from scl_ray.motion.store import MotionSet
+
+POINTER = "generation.json"
+
+
+def gather_objects(items: list) -> list:
+    """This rank's list -> every rank's lists, in rank order (all_gather over the process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [items]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, items)
+    return gathered
+
+
+def broadcast_from_rank0(value):
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def passthrough(synthetic: MotionSet) -> MotionSet:
+    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed."""
+    count = len(synthetic)
+    return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
+                     source=["corrected"] * count, generation=list(synthetic.generation),
+                     status=["passthrough"] * count, stats=[{"skipped": "strength 0"} for _ in range(count)])
+
+
+def ray_corrector(config: Config, plan: ResourcePlan, rank: int) -> Callable[[MotionSet, int], MotionSet]:
+    """Rank 0 corrects through the Ray Data actor pool; every rank receives the corrected set."""
+
+    def correct(synthetic: MotionSet, seed: int) -> MotionSet:
+        corrected = None
+        if config.loop.strength == 0:
+            corrected = passthrough(synthetic)
+        elif rank == 0:
+            from scl_ray.distributed.data import correct_motion_set
+
+            corrected = correct_motion_set(synthetic, config.correct, plan, progress=True)
+        return broadcast_from_rank0(corrected)
+
+    return correct
+
+
+def report_generation(rank: int, logger=None) -> Callable[[int, dict, str], None]:
+    """ray.train.report each generation's metrics with a pointer checkpoint (rank 0 writes it)."""
+
+    def report(generation: int, metrics: dict, generation_dir: str) -> None:
+        if logger is not None and rank == 0:
+            logger(generation, metrics)
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if rank == 0:
+                Path(folder, POINTER).write_text(json.dumps({"generation": generation, "directory": generation_dir}))
+                checkpoint = Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+    return report
+
+
+def loop_worker(worker_config: dict) -> dict:
+    """`train_loop_per_worker` of a loop: thin; the loop itself is `scl_ray.loop`."""
+    config = config_from_dict(worker_config["config"])
+    plan = ResourcePlan(**worker_config["plan"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(plan.worker_cpus)))
+    device = str(ray.train.torch.get_device()) if plan.use_gpu else "cpu"
+    directory = TrialDirectory(worker_config["trial_dir"])
+    resources = LoopResources.load(config, progress=rank == 0)
+    logger = None
+    if rank == 0 and worker_config.get("tensorboard", True):
+        logger = GenerationLogger(directory.root, config.loop)
+    loop = build_motion_loop(config, resources, directory, ray_corrector(config, plan, rank), device, rank,
+                             world_size, gather_objects, report_generation(rank, logger), progress=rank == 0)
+    ran = loop.run()
+    if logger is not None:
+        logger.close()
+    return {"generations_run": len(ran), "last": ran[-1] if ran else None}
+
+
+def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, storage_path: str,
+                 callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True) -> TorchTrainer:
+    """The TorchTrainer whose single `fit` runs every generation of one loop."""
+    os.environ.update(ray_environment())
+    return TorchTrainer(
+        loop_worker,
+        train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),
+                           "tensorboard": tensorboard},
+        scaling_config=ScalingConfig(
+            num_workers=plan.num_workers, use_gpu=plan.use_gpu,
+            resources_per_worker={"CPU": plan.worker_cpus, **({"GPU": plan.worker_gpus} if plan.use_gpu else {})}),
+        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             worker_runtime_env={"env_vars": ray_environment()}),
+    )
+
+
+def generation_zero_worker(worker_config: dict) -> dict:
+    """`scl-ray train`: train from scratch on the configured real subset, reporting as it goes."""
+    from scl_ray.loop.motion import MotionLoopModel
+
+    config = config_from_dict(worker_config["config"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(worker_config["cpus"])))
+    device = str(ray.train.torch.get_device()) if worker_config["use_gpu"] else "cpu"
+    resources = LoopResources.load(config, progress=rank == 0)
+    model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
+                            gather_objects, progress=rank == 0)
+    items = resources.real.subset(config.loop.train_size, config.loop.seed)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            model.load(str(Path(folder) / "model.pt"))
+    chunk = max(1, worker_config["report_every"])
+    while model.trainer.step < config.train.steps:
+        steps = min(chunk, config.train.steps - model.trainer.step)
+        stats = model.train(items, steps, seed=config.train.seed)
+        with tempfile.TemporaryDirectory() as folder:
+            if rank == 0:
+                model.save(str(Path(folder) / "model.pt"))
+            ray.train.report({"loss": stats["loss"], "step": model.trainer.step},
+                             checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
+    return {"step": model.trainer.step}
+
+
+def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, report_every: int = 200) -> Path:
+    """Run `scl-ray train`; returns the path of the final checkpoint (model.pt)."""
+    out = Path(out_dir).expanduser().absolute()
+    trainer = TorchTrainer(
+        generation_zero_worker,
+        train_loop_config={"config": to_dict(config), "cpus": plan.worker_cpus, "use_gpu": plan.use_gpu,
+                           "report_every": report_every},
+        scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
+                                     resources_per_worker={"CPU": plan.worker_cpus}),
+        run_config=RunConfig(name=out.name, storage_path=str(out.parent),
+                             worker_runtime_env={"env_vars": ray_environment()}),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training reported no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as folder:
+        final = out / "model.pt"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        final.write_bytes((Path(folder) / "model.pt").read_bytes())
+    return final
+

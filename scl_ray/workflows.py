@@ -1,0 +1,110 @@
+"""The standalone stages behind `scl-ray sample`, `scl-ray evaluator train` and `scl-ray evaluate`.
+
+Each is one function over the library (no Ray): sample motions from a checkpoint for prompts,
+train (or load from the cache) the evaluator of a dataset, and evaluate a motion set against a
+dataset's real test split with the standard metrics plus physics metrics.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from scl_ray.config import Config, SampleConfig
+from scl_ray.diffusion.checkpoint import load_denoiser
+from scl_ray.diffusion.sampler import make_scheduler, sample
+from scl_ray.diffusion.schedule import schedule_alphas_cumprod
+from scl_ray.diffusion.text import embed_captions, get_text_encoder
+from scl_ray.evaluation.evaluator import load_or_train_evaluator
+from scl_ray.evaluation.metrics import compute_all
+from scl_ray.loop.data import RealData
+from scl_ray.motion.features import features_to_joints
+from scl_ray.motion.store import MotionSet
+from scl_ray.physics.metrics import physics_metrics_batch
+
+MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
+                "diversity", "multimodality")
+
+
+def sample_from_checkpoint(checkpoint: str, prompts: list[str], num: int, length: int, settings: SampleConfig,
+                           seed: int = 0, device: str = "cpu", progress: bool = True) -> MotionSet:
+    """`num` motions of `length` frames (20 fps) per prompt from a trained checkpoint."""
+    model, normalizer, state = load_denoiser(checkpoint, device)
+    if normalizer is None:
+        raise ValueError(f"{checkpoint} holds no dataset statistics (Mean/Std); it cannot produce raw features")
+    model_config = state["config"]["model"]
+    max_frames = state["dims"]["max_frames"]
+    if not 1 <= length <= max_frames:
+        raise ValueError(f"--length must be in 1..{max_frames} frames, got {length}")
+    encoder = get_text_encoder(model_config.get("text_encoder", "minilm"))
+    captions = [prompt for prompt in prompts for _ in range(num)]
+    embeddings, mask = embed_captions(captions, encoder, None, model_config["text_max_tokens"], progress=False)
+    alphas = schedule_alphas_cumprod(model_config["noise_schedule"], model_config["diffusion_steps"])
+    scheduler = make_scheduler(settings.sampler, alphas, settings.steps, settings.eta)
+    generator = torch.Generator(device).manual_seed(seed)
+    chunks = []
+    bar = tqdm(range(0, len(captions), settings.batch_size), desc="sampling", unit="batch", disable=not progress)
+    with torch.no_grad():
+        for start in bar:
+            part = slice(start, start + settings.batch_size)
+            lengths = torch.full((len(captions[part]),), length)
+            chunks.append(sample(model, scheduler, torch.from_numpy(embeddings[part]).float(),
+                                 torch.from_numpy(mask[part]), lengths, settings.guidance, generator).cpu().numpy())
+    raw = normalizer.denormalize(np.concatenate(chunks))[:, :length].astype(np.float32)
+    count = len(captions)
+    return MotionSet(ids=[f"sample_{i:05d}" for i in range(count)], captions=[(c,) for c in captions],
+                     features=list(raw), source=["synthetic"] * count, generation=[0] * count,
+                     status=[""] * count, stats=[{} for _ in range(count)])
+
+
+def dataset_evaluator(config: Config, real: RealData, progress: bool = True):
+    encoder = get_text_encoder(config.model.text_encoder)
+    return load_or_train_evaluator(real.train.features, real.train.captions, real.normalizer,
+                                   config.evaluate.evaluator, encoder, config.data.cache_dir, progress)
+
+
+def evaluate_motion_set(samples: MotionSet, config: Config, real: RealData | None = None, evaluator=None,
+                        progress: bool = True) -> dict[str, float]:
+    """Standard metrics of `samples` (their first captions are the prompts) against the real test split.
+
+    Pairs are shuffled with the evaluation seed before R-precision pools are formed, as the protocol's
+    shuffled loader does. MultiModality is computed over captions that have >= 2 samples.
+    """
+    real = real or RealData.load(config.data, progress)
+    evaluator = evaluator or dataset_evaluator(config, real, progress)
+    finite = np.flatnonzero(samples.finite_mask())
+    if len(finite) < config.evaluate.r_precision_batch:
+        raise ValueError(f"{len(finite)} finite motions: the R-precision protocol needs at least "
+                         f"{config.evaluate.r_precision_batch}")
+    order = np.random.default_rng([config.evaluate.seed, 5]).permutation(finite)
+    captions = [samples.captions[i][0] for i in order]
+    motion_embeddings = evaluator.embed_motions([samples.features[i] for i in order])
+    text_embeddings = evaluator.embed_texts(captions)
+    real_embeddings = evaluator.embed_motions(real.test.features)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row, caption in enumerate(captions):
+        groups[caption].append(row)
+    per_prompt = min((len(rows) for rows in groups.values() if len(rows) >= 2), default=0)
+    mm = None
+    if per_prompt >= 2:
+        mm = np.stack([motion_embeddings[rows[:per_prompt]] for rows in groups.values() if len(rows) >= per_prompt])
+    metrics = compute_all(text_embeddings, motion_embeddings, real_embeddings, mm, config.evaluate)
+    joints = [features_to_joints(samples.features[i]) for i in order]
+    metrics.update({f"physics/{k}": v for k, v in physics_metrics_batch(joints).items()})
+    metrics["motions"] = float(len(order))
+    return metrics
+
+
+def format_metrics(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per evaluated set, the paper's columns then physics."""
+    names = [m for m in MAIN_METRICS if any(m in r for r in rows.values())]
+    names += sorted({k for r in rows.values() for k in r if k.startswith("physics/")})
+    header = f"{'':<12}" + "".join(f"{name.replace('physics/', ''):>18}" for name in names)
+    lines = [header]
+    for label, metrics in rows.items():
+        cells = "".join(f"{metrics[name]:>18.4f}" if name in metrics else f"{'-':>18}" for name in names)
+        lines.append(f"{label:<12}{cells}")
+    return "\n".join(lines)
