@@ -134,12 +134,15 @@ def sample(model: torch.nn.Module, scheduler: _Scheduler, text_emb: torch.Tensor
     """
     device = next(model.parameters()).device
     n = len(lengths)
-    frame_mask = frame_mask_from_lengths(torch.as_tensor(lengths), model.max_frames).to(device)
+    # Denoise only up to the longest requested motion (the rest is masked anyway; attention over
+    # fewer frames is cheaper), then pad back to max_frames.
+    frames = int(torch.as_tensor(lengths).max()) if n else model.max_frames
+    frame_mask = frame_mask_from_lengths(torch.as_tensor(lengths), frames).to(device)
     text_emb, text_mask = text_emb.to(device), text_mask.to(device)
     mask = frame_mask[..., None]
     noise_device = generator.device if generator is not None else device
     x = torch.randn((n, model.max_frames, model.feature_dim), generator=generator, device=noise_device)
-    x = x.to(device) * mask
+    x = x[:, :frames].to(device) * mask
     guided = guidance != 1.0
     if guided:
         # One batch of 2N: the first half conditional, the second half with the caption removed.
@@ -162,4 +165,4 @@ def sample(model: torch.nn.Module, scheduler: _Scheduler, text_emb: torch.Tensor
             x = x * mask
     finally:
         model.train(was_training)
-    return x
+    return torch.nn.functional.pad(x, (0, 0, 0, model.max_frames - frames))

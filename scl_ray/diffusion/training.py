@@ -226,7 +226,8 @@ class DiffusionTrainer:
         batch = dataset.batch(motions[mine], captions[mine], self.device)
         with self._autocast():
             terms = diffusion_loss(
-                self.network, batch["features"], t[mine].to(self.device), noise[mine].to(self.device),
+                self.network, batch["features"], t[mine].to(self.device),
+                noise[mine, : batch["features"].shape[1]].to(self.device),
                 batch["text_emb"], batch["text_mask"], batch["frame_mask"], uncond[mine].to(self.device),
                 self.alphas_cumprod, self.normalizer, config.geometric_losses,
             )

@@ -71,7 +71,7 @@ def ray_corrector(config: Config, plan: ResourcePlan, rank: int) -> Callable[[Mo
         elif rank == 0:
             from scl_ray.distributed.data import correct_motion_set
 
-            corrected = correct_motion_set(synthetic, config.correct, plan, progress=True)
+            corrected = correct_motion_set(synthetic, config.correct, plan, progress=False)
         return broadcast_from_rank0(corrected)
 
     return correct

@@ -17,7 +17,7 @@ def test_from_motions_pads_and_batches():
     dataset = _dataset()
     assert len(dataset) == 3 and dataset.max_frames == 12
     batch = dataset.batch(torch.tensor([2, 0]), torch.tensor([2, 0]), torch.device("cpu"))
-    assert batch["features"].shape == (2, 12, 5) and batch["text_emb"].dtype == torch.float32
+    assert batch["features"].shape == (2, 10, 5) and batch["text_emb"].dtype == torch.float32  # longest motion: 10
     assert batch["frame_mask"].sum(1).tolist() == [4, 10]
     assert (batch["features"][0, :4] == 3).all() and (batch["features"][0, 4:] == 0).all()
 
