@@ -23,6 +23,7 @@ from scl_ray.loop.plan import arm_name, trial_name
 
 TUNE_DIR = "_tune"
 TRAIN_DIR = "_train"
+SHARED_DIR = "_shared"  # generation 0 shared by loops that differ only in lambda and strength
 
 
 def expand_trials(config: Config) -> list[LoopConfig]:
@@ -75,7 +76,8 @@ def run_trial(tune_config: dict) -> None:
     storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
                            storage_path=storage.join(tune_config["experiment"], TRAIN_DIR),
-                           callbacks=[TuneReportCallback()], max_failures=config.sweep.max_failures)
+                           callbacks=[TuneReportCallback()], max_failures=config.sweep.max_failures,
+                           shared_root=storage.join(tune_config["experiment"], SHARED_DIR))
     result = trainer.fit()
     if result.error is not None:
         raise result.error

@@ -107,7 +107,8 @@ def loop_worker(worker_config: dict) -> dict:
     if rank == 0 and worker_config.get("tensorboard", True):
         logger = GenerationLogger(directory.root, config.loop)
     loop = build_motion_loop(config, resources, directory, ray_corrector(config, plan, rank), device, rank,
-                             world_size, gather_objects, report_generation(rank, logger), progress=rank == 0)
+                             world_size, gather_objects, report_generation(rank, logger), progress=rank == 0,
+                             shared_root=worker_config.get("shared_root"))
     ran = loop.run()
     if logger is not None:
         logger.close()
@@ -115,13 +116,17 @@ def loop_worker(worker_config: dict) -> dict:
 
 
 def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, storage_path: str,
-                 callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True) -> TorchTrainer:
-    """The TorchTrainer whose single `fit` runs every generation of one loop."""
+                 callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True,
+                 shared_root: str | None = None) -> TorchTrainer:
+    """The TorchTrainer whose single `fit` runs every generation of one loop.
+
+    shared_root: where the loops of a sweep share generation 0 (None: every loop trains its own).
+    """
     os.environ.update(ray_environment())
     return TorchTrainer(
         loop_worker,
         train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),
-                           "tensorboard": tensorboard},
+                           "tensorboard": tensorboard, "shared_root": shared_root},
         scaling_config=ScalingConfig(
             num_workers=plan.num_workers, use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.worker_cpus, **({"GPU": plan.worker_gpus} if plan.use_gpu else {})}),

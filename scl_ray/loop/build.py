@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scl_ray import storage
 from scl_ray.config import Config
 from scl_ray.diffusion.text import TextEncoder, get_text_encoder
 from scl_ray.evaluation.evaluator import load_or_train_evaluator
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
+from scl_ray.loop.plan import generation_zero_key
 from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
@@ -64,8 +66,11 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
                       correct: Callable[[MotionSet, int], MotionSet], device: str = "cpu", rank: int = 0,
                       world_size: int = 1, gather: Gather = single_process_gather,
                       report: Callable[[int, dict, str], None] | None = None,
-                      progress: bool = False) -> SelfConsumingLoop:
-    """One self-consuming loop of the diffusion model over the configured real subset."""
+                      progress: bool = False, shared_root: str | None = None) -> SelfConsumingLoop:
+    """One self-consuming loop of the diffusion model over the configured real subset.
+
+    shared_root: where loops of one sweep share their generation 0 (see `generation_zero_key`).
+    """
     model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
                             gather, progress)
     evaluation = MotionEvaluation(config, resources.real, resources.evaluator, directory, is_writer=rank == 0)
@@ -79,6 +84,8 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         read_items=read_motion_set,
         summarize_correction=summarize_correction,
         is_writer=rank == 0,
+        shared_generation_zero=(storage.join(shared_root, f"gen0_{generation_zero_key(config)}")
+                                if shared_root else None),
     )
     if report is not None:
         parts.report = report

@@ -21,7 +21,8 @@ import numpy as np
 
 from scl_ray.config import LoopConfig
 from scl_ray.loop.plan import GenerationPlan, arm_name, plan_generation, replacement_mask
-from scl_ray.loop.state import CORRECTED, MODEL, SYNTHETIC, TrialDirectory
+from scl_ray import storage
+from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
 STATUSES = ("corrected", "fallback", "passthrough", "nonfinite")
 
@@ -71,6 +72,9 @@ class LoopParts:
     report: Callable[[int, dict[str, float], str], None] = field(default=lambda generation, metrics, path: None)
     # Rank 0 of a distributed loop writes files; the other ranks compute the same things and skip writing.
     is_writer: bool = True
+    # Where generation 0 is shared between the loops of a sweep that differ only in lambda and
+    # strength (generation 0 trains on real data only, so they would all compute the same model).
+    shared_generation_zero: str | None = None
 
 
 def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
@@ -153,6 +157,8 @@ class SelfConsumingLoop:
         metrics: dict[str, float] = {"generation": float(g)}
         started = time.perf_counter()
         training_set = parts.real
+        if plan.from_scratch and self._shared_ready():
+            return self._reuse_generation_zero(started)
         if plan.from_scratch:
             parts.model.reset(plan.seed)
         elif plan.num_synthetic > 0:
@@ -195,5 +201,35 @@ class SelfConsumingLoop:
         if writer:
             directory.write_metrics(g, metrics)
             directory.mark_done(g)
+            if plan.from_scratch and parts.shared_generation_zero:
+                self._publish_generation_zero()
         parts.report(g, metrics, directory.generation(g) if directory is not None else "")
+        return metrics
+
+    def _shared_ready(self) -> bool:
+        shared = self.parts.shared_generation_zero
+        return bool(shared) and self.directory is not None and storage.exists(storage.join(shared, DONE))
+
+    def _publish_generation_zero(self) -> None:
+        """Copy this loop's finished generation 0 to the shared place (DONE last)."""
+        shared = self.parts.shared_generation_zero
+        for name in (MODEL, METRICS, EVAL_SAMPLES):
+            source = self.directory.file(0, name)
+            if storage.exists(source):
+                storage.write_bytes(storage.join(shared, name), storage.read_bytes(source))
+        storage.write_text(storage.join(shared, DONE), "shared generation 0\n")
+
+    def _reuse_generation_zero(self, started: float) -> dict[str, float]:
+        """Generation 0 from the shared place: same weights, same metrics, no training."""
+        shared, directory, parts = self.parts.shared_generation_zero, self.directory, self.parts
+        parts.model.load(storage.join(shared, MODEL))
+        metrics = storage.read_json(storage.join(shared, METRICS))
+        metrics["time/shared_generation_zero_s"] = time.perf_counter() - started
+        if parts.is_writer:
+            for name in (MODEL, EVAL_SAMPLES):
+                if storage.exists(storage.join(shared, name)):
+                    storage.write_bytes(directory.file(0, name), storage.read_bytes(storage.join(shared, name)))
+            directory.write_metrics(0, metrics)
+            directory.mark_done(0)
+        parts.report(0, metrics, directory.generation(0))
         return metrics

@@ -7,6 +7,8 @@ correction with probability `strength`, and trains a fixed budget on real + synt
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -72,3 +74,16 @@ def replacement_mask(num: int, strength: float, seed: int) -> np.ndarray:
     """(num,) bool: which synthetic items are replaced by their correction (probability strength)."""
     rng = np.random.default_rng([seed, 1])
     return rng.random(num) < strength
+
+
+def generation_zero_key(config) -> str:
+    """What generation 0 depends on: everything but lambda, strength and the later generations.
+
+    Loops of a sweep with the same key compute the same generation 0 (from-scratch training on the
+    same real subset, evaluated the same way), so they can share it.
+    """
+    from scl_ray.fields import to_dict
+
+    material = {section: to_dict(getattr(config, section)) for section in ("data", "model", "train", "sample", "evaluate")}
+    material["loop"] = {"train_size": config.loop.train_size, "seed": config.loop.seed}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

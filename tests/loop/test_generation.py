@@ -167,3 +167,21 @@ def test_baseline_arm_never_samples(tmp_path):
     parts = make_parts(MeanModel(), Values(np.zeros(10)), calls)
     SelfConsumingLoop(loop, 3, parts, None).run()
     assert calls == []
+
+
+def test_generation_zero_is_shared_between_loops_of_a_sweep(tmp_path):
+    real = Values(np.linspace(0, 1, 20))
+    shared = str(tmp_path / "_shared" / "gen0_key")
+    first_model, second_model = MeanModel(), MeanModel()
+    first_parts, second_parts = make_parts(first_model, real), make_parts(second_model, real)
+    first_parts.shared_generation_zero = second_parts.shared_generation_zero = shared
+    loop_a = LoopConfig(generations=1, train_size=20, synthetic_ratio=0.0, strength=0.0)
+    loop_b = LoopConfig(generations=1, train_size=20, synthetic_ratio=1.0, strength=1.0)
+    first = SelfConsumingLoop(loop_a, 10, first_parts, TrialDirectory(tmp_path / "a")).run()
+    second = SelfConsumingLoop(loop_b, 10, second_parts, TrialDirectory(tmp_path / "b")).run()
+    assert first_model.trained_sizes == [20, 20]
+    assert second_model.trained_sizes == [40]  # generation 0 was loaded, not trained
+    assert second[0]["distance"] == first[0]["distance"]
+    assert "time/shared_generation_zero_s" in second[0]
+    assert TrialDirectory(tmp_path / "b").done_generations() == [0, 1]
+    assert (tmp_path / "b" / "gen_000" / "model.pt").read_text() == (tmp_path / "a" / "gen_000" / "model.pt").read_text()
