@@ -208,6 +208,7 @@ class ResourcesConfig:
     cpus_per_actor: float = setting(1.0, low=0.0, low_open=True)
     data_cpus: float = setting(1.0, low=1.0, help="CPUs kept free for Ray Data's read/write tasks")
     trial_cpus: float = setting(0.01, low=0.0, low_open=True, help="the trial driver's own CPU fraction")
+    autoscale_timeout_s: float = setting(1800.0, low=0.0, help="wait this long for an autoscaling cluster's nodes")
 
     def __post_init__(self) -> None:
         validate(self)

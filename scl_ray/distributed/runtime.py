@@ -119,8 +119,9 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     if ray.is_initialized():
         return ray
     runtime_env = {"env_vars": ray_environment()}
-    if resources.ray_address:
-        ray.init(address=resources.ray_address, runtime_env=runtime_env)
+    address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
+    if address:
+        ray.init(address=address, runtime_env=runtime_env)
     else:
         num_cpus = max(os.cpu_count() or 1, math.ceil(min_cpus))
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
@@ -142,3 +143,25 @@ def set_data_limits(plan: ResourcePlan) -> None:
     context = DataContext.get_current()
     context.execution_options.resource_limits = ExecutionResources(cpu=plan.data_cpu_limit)
     context.enable_progress_bars = True
+
+
+def wait_for_capacity(cpus: float, gpus: float, timeout_s: float, poll_s: float = 10.0) -> tuple[float, float]:
+    """Ask the autoscaler for `cpus`/`gpus` and wait until the cluster has them (or the timeout).
+
+    A fresh autoscaling cluster starts with no worker nodes (and a head with 0 CPUs), so sizing the
+    sweep from what is up right now would refuse to run; this requests the capacity first.
+    Returns the cluster size when it fits or the timeout passes.
+    """
+    import time
+
+    from ray.autoscaler.sdk import request_resources
+
+    bundles = [{"CPU": 1.0}] * math.ceil(cpus) + [{"GPU": 1.0}] * math.ceil(gpus)
+    request_resources(bundles=bundles)
+    deadline = time.monotonic() + timeout_s
+    have = cluster_size()
+    while (have[0] < cpus or have[1] < gpus) and time.monotonic() < deadline:
+        print(f"waiting for the autoscaler: have {have[0]:g} CPU / {have[1]:g} GPU, want {cpus:g} / {gpus:g}")
+        time.sleep(poll_s)
+        have = cluster_size()
+    return have

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
-from scl_ray.distributed.runtime import ResourcePlan, cluster_size, init_ray, plan_resources
+from scl_ray.distributed.runtime import ResourcePlan, cluster_size, init_ray, plan_resources, wait_for_capacity
 from scl_ray.fields import to_dict
 from scl_ray.loop.plan import arm_name, trial_name
 
@@ -53,7 +53,16 @@ def trial_config(config: Config, loop: LoopConfig) -> Config:
 
 
 def _plan(config: Config, max_concurrent: int | None) -> ResourcePlan:
+    """Size the trials on the connected cluster; on a remote (autoscaling) cluster, first ask for
+    the capacity that `max_concurrent` trials need."""
     cpus, gpus = cluster_size()
+    remote = bool(config.resources.ray_address or os.environ.get("RAY_ADDRESS"))
+    if remote and max_concurrent:
+        single = plan_resources(config.resources, cluster_cpus=10**6, cluster_gpus=10**6 if config.resources.device
+                                != "cpu" else 0.0)
+        want_gpus = single.gpus_per_trial * max_concurrent if config.resources.device == "cuda" else 0.0
+        cpus, gpus = wait_for_capacity(single.cpus_per_trial * max_concurrent, want_gpus,
+                                       timeout_s=config.resources.autoscale_timeout_s)
     return plan_resources(config.resources, cpus, gpus, max_concurrent)
 
 
