@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import ray
+from ray.data import ExecutionResources
 
 from scl_ray import storage
 from scl_ray.config import CorrectConfig, ResourcesConfig
@@ -158,8 +160,6 @@ def default_plan() -> ResourcePlan:
 
     One CPU stays with Ray Data's read and write tasks; every other CPU gets a corrector actor.
     """
-    import ray
-
     resources = ResourcesConfig()
     if not ray.is_initialized():
         runtime.init_ray(resources)
@@ -180,8 +180,6 @@ def correct_motion_set(motion_set: MotionSet, config: CorrectConfig, plan: Resou
     """
     if len(motion_set) == 0:
         return MotionSet()
-    import ray
-
     plan = plan if plan is not None else default_plan()
     rows = rows_per_block(len(motion_set), config.batch_size, plan.num_actors)
     table = motion_set.to_table()
@@ -197,8 +195,6 @@ def correct_file(in_uri: str, out_uri: str, config: CorrectConfig, plan: Resourc
     Reads with ray.data.read_parquet, writes atomically with store.write_motion_set; returns the
     corrected set (every input motion, in input order). Other arguments as in correct_motion_set.
     """
-    import ray
-
     filesystem, path = storage.resolve(in_uri)
     if filesystem.get_file_info(path).type not in (pafs.FileType.File, pafs.FileType.Directory):
         raise FileNotFoundError(f"{in_uri}: no motion set file or directory there")
@@ -219,9 +215,6 @@ def correct_file(in_uri: str, out_uri: str, config: CorrectConfig, plan: Resourc
 def _run(dataset, input_ids: Sequence[str], rows: int, config: CorrectConfig, plan: ResourcePlan,
          corrector_factory: CorrectorFactory | None, progress: bool) -> MotionSet:
     """Map the dataset through the corrector pool and collect it on the driver in input order."""
-    import ray
-    from ray.data import ExecutionResources
-
     with warnings.catch_warnings():
         # Ray 2.60 deprecates extra remote args but offers no named parameter for actor restarts,
         # and its default (restart forever) would hang on a motion that kills the simulator.
@@ -246,8 +239,8 @@ def _run(dataset, input_ids: Sequence[str], rows: int, config: CorrectConfig, pl
         raise RuntimeError(
             f"correction stopped: a corrector actor process died {ACTOR_RESTARTS + 1} times or a batch failed "
             f"{TASK_RETRIES + 1} times ({type(error).__name__}). A motion that crashes the simulator process "
-            "(not a Python exception, which would be a passthrough) is the likely cause; correct the set with "
-            "a smaller correct.batch_size to find it, and see the actor logs for the crash") from error
+            "(a segfault, not a Python exception, which would give a passthrough) is the likely cause; the "
+            "corrector actors' logs show the crash") from error
     corrected = MotionSet.from_table(pa.concat_tables(tables), where="corrector pool output")
     return corrected.select(_input_order(corrected.ids, input_ids))
 
