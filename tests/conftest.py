@@ -28,3 +28,30 @@ def ray_local():
         ray.init(address="local", num_cpus=4, object_store_memory=256 * 2**20, include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+TINY_OVERRIDES = (
+    "data.procedural_num=200", "model.preset=tiny", "model.text_encoder=hashing", "train.steps=8",
+    "train.batch_size=8", "loop.generations=2", "loop.train_size=16", "loop.steps_per_generation=4",
+    "sample.steps=3", "sample.batch_size=32", "evaluate.num_samples=32", "evaluate.mm_prompts=2",
+    "evaluate.mm_samples=2", "evaluate.evaluator.epochs=1", "evaluate.evaluator.width=32",
+    "evaluate.evaluator.embed_dim=32", "correct.sim_hz=100", "correct.batch_size=4",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """One cache (procedural data, caption embeddings, evaluator) shared by every tiny loop."""
+    return str(tmp_path_factory.mktemp("scl_cache"))
+
+
+@pytest.fixture
+def tiny_config(tiny_cache, tmp_path):
+    """A Config for a loop that runs in seconds: 200 procedural motions, the tiny model, 2 generations."""
+    from scl_ray.config import load_config
+
+    def make(*overrides: str):
+        return load_config(None, [*TINY_OVERRIDES, f"data.cache_dir={tiny_cache}",
+                                  f"sweep.storage={tmp_path / 'results'}", *overrides])
+
+    return make
