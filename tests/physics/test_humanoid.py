@@ -1,0 +1,89 @@
+"""The generated humanoid compiles, has a plausible body, stands, and keeps its frames straight."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, PARENTS, Skeleton
+from scl_ray.physics.humanoid import (
+    HINGES, Anthropometry, Humanoid, HumanoidSettings, build_humanoid_mjcf, build_model,
+    default_ankle_height, to_data, to_sim,
+)
+from scl_ray.physics.retarget import qpos_to_joints
+
+
+@pytest.fixture(scope="module")
+def humanoid():
+    return Humanoid.build(Skeleton.adult(), sim_hz=300)
+
+
+def test_frames_are_a_proper_rotation_and_inverse():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 10, 3))
+    np.testing.assert_allclose(to_data(to_sim(a)), a)
+    # A proper rotation keeps handedness: the cross product commutes with the conversion.
+    np.testing.assert_allclose(to_sim(np.cross(a, b)), np.cross(to_sim(a), to_sim(b)))
+    np.testing.assert_allclose(to_sim(np.array([0.0, 1.0, 0.0])), [0.0, 0.0, 1.0])  # data up is sim up
+
+
+def test_model_compiles_with_every_name(humanoid):
+    model = humanoid.model
+    hinges = sum(len(axes) for axes in HINGES.values())
+    assert model.nq == 7 + hinges and model.nv == 6 + hinges
+    assert model.nu == hinges + 6  # a servo per hinge, plus the six residual root servos
+    assert [model.site(int(i)).name for i in humanoid.joint_sites] == list(JOINT_NAMES)
+    assert model.opt.timestep == pytest.approx(1 / 300)
+    assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+
+
+def test_mass_follows_stature_cubed():
+    adult = Anthropometry.of(Skeleton.adult())
+    assert 1.6 < adult.stature < 1.75
+    assert adult.mass == pytest.approx(70.0 * (adult.stature / 1.75) ** 3)
+    model = build_model(Skeleton.adult())
+    assert model.body_subtreemass[model.body("pelvis").id] == pytest.approx(adult.mass, rel=1e-6)
+    big = build_model(Skeleton.adult(scale=1.1))
+    assert big.body_subtreemass[big.body("pelvis").id] == pytest.approx(adult.mass * 1.1**3, rel=1e-6)
+
+
+def test_neutral_stance_puts_toes_on_the_floor_and_ankles_above(humanoid):
+    joints = qpos_to_joints(humanoid, humanoid.model.qpos0[None])[0]
+    for side in ("left", "right"):
+        assert joints[JOINT[f"{side}_foot"], 1] == pytest.approx(0.0, abs=1e-9)
+        assert joints[JOINT[f"{side}_ankle"], 1] >= default_ankle_height(Skeleton.adult()) - 1e-9
+    bones = np.linalg.norm(joints[1:] - joints[list(PARENTS[1:])], axis=1)
+    np.testing.assert_allclose(bones, Skeleton.adult().bone_lengths[1:], atol=1e-9)
+
+
+def test_ankles_on_the_floor_variant():
+    humanoid = Humanoid.build(Skeleton.adult(), settings=HumanoidSettings(ankle_height=0.0))
+    joints = qpos_to_joints(humanoid, humanoid.model.qpos0[None])[0]
+    lowest_ankle = min(joints[JOINT["left_ankle"], 1], joints[JOINT["right_ankle"], 1])
+    assert lowest_ankle == pytest.approx(0.0, abs=1e-9)
+    data = mujoco.MjData(humanoid.model)
+    mujoco.mj_forward(humanoid.model, data)
+    assert data.contact.dist[: data.ncon].min(initial=0.0) > -1e-3  # no geom starts inside the floor
+
+
+def test_stands_on_its_servos_alone(humanoid):
+    model = build_model(Skeleton.adult(), 300)
+    model.actuator_forcerange[humanoid.residual_actuators] = 0.0  # no residual wrench to lean on
+    data = mujoco.MjData(model)
+    standing_pelvis = data.qpos[2]
+    mujoco.mj_step(model, data, nstep=600)  # 2 s, every hinge target at the neutral stance
+    assert abs(data.qpos[2] - standing_pelvis) < 0.02
+    up = np.array([0.0, 0.0, 1.0])
+    pelvis_up = data.xmat[model.body("pelvis").id].reshape(3, 3) @ up
+    assert np.degrees(np.arccos(pelvis_up @ up)) < 5.0
+    assert data.ncon >= 6  # both soles flat on the floor
+
+
+def test_mjcf_is_deterministic_and_limits_are_in_the_model():
+    text = build_humanoid_mjcf(Skeleton.adult(), 200)
+    assert text == build_humanoid_mjcf(Skeleton.adult(), 200)
+    model = mujoco.MjModel.from_xml_string(text)
+    knee = model.joint("left_knee_y")
+    assert model.jnt_limited[knee.id]
+    np.testing.assert_allclose(np.degrees(model.jnt_range[knee.id]), HINGES["left_knee"][0][1:])
