@@ -206,8 +206,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(describe_trials(config, expand_trials(config)))
         print(estimate_cost(config))
         return 0
-    run_sweep(config, args.storage, resume=args.resume)
-    return _report(experiment_dir(config, args.storage))
+    results = run_sweep(config, args.storage, resume=args.resume)
+    status = _report(experiment_dir(config, args.storage))
+    if results.errors:
+        for error in results.errors:
+            print(f"scl-ray: a trial failed: {error}", file=sys.stderr)
+        return 1
+    return status
 
 
 def _report(results: str, out: str | None = None) -> int:

@@ -8,11 +8,13 @@ goes through here.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow.fs as pafs
 
@@ -54,6 +56,13 @@ def write_bytes(location: str | os.PathLike, data: bytes) -> None:
     else:
         with filesystem.open_output_stream(path) as stream:
             stream.write(data)
+
+
+def write_serialized(location: str | os.PathLike, serialize: Callable[[BinaryIO], None]) -> None:
+    """Write what `serialize(stream)` produces (e.g. torch.save, np.savez) to `location` atomically."""
+    buffer = io.BytesIO()
+    serialize(buffer)
+    write_bytes(location, buffer.getvalue())
 
 
 def read_bytes(location: str | os.PathLike) -> bytes:

@@ -9,11 +9,11 @@ with `weights_only=True` (no pickled code runs on load):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from scl_ray import storage
 from scl_ray.config import ModelConfig
 from scl_ray.diffusion.denoiser import Denoiser
 from scl_ray.fields import from_dict
@@ -26,18 +26,9 @@ ARCHITECTURE_KEYS = ("layers", "width", "heads", "ff_size", "diffusion_steps", "
 
 
 def write_atomic(state: dict, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            torch.save(state, handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save `state` to path atomically: readers never see half a file."""
+    storage.write_serialized(path, lambda stream: torch.save(state, stream))
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

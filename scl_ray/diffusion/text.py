@@ -24,13 +24,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from scl_ray import storage
 
 __all__ = ["TextEncoder", "MiniLMTextEncoder", "HashingTextEncoder", "get_text_encoder",
            "embed_captions", "empty_text_embedding", "caption_cache_path"]
@@ -212,7 +213,8 @@ def embed_captions(captions: Sequence[str], encoder: TextEncoder, cache_dir: str
         unique_embeddings, unique_mask = _encode_unique(list(unique), encoder, max_tokens, progress)
         inverse = inverse.astype(np.int64).reshape(-1)
         if path is not None:
-            _save_npz_atomic(path, embeddings=unique_embeddings, mask=unique_mask, inverse=inverse)
+            storage.write_serialized(path, lambda stream: np.savez(stream, embeddings=unique_embeddings,
+                                                                   mask=unique_mask, inverse=inverse))
     return unique_embeddings[inverse], unique_mask[inverse]
 
 
@@ -224,15 +226,3 @@ def empty_text_embedding(encoder: TextEncoder, max_tokens: int = 32) -> tuple[np
     """
     embeddings, mask = embed_captions([""], encoder, cache_dir=None, max_tokens=max_tokens, progress=False)
     return embeddings[0], mask[0]
-
-
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
-        try:
-            np.savez(handle, **arrays)
-        except BaseException:
-            handle.close()
-            os.unlink(handle.name)
-            raise
-    os.replace(handle.name, path)

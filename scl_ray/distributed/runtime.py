@@ -96,7 +96,9 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
 
 def ray_environment() -> dict[str, str]:
     """Environment that trims Train's start-up (FACTS.md) and keeps runs offline."""
+    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT",) if name in os.environ}
     return {
+        **forwarded,
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
         "RAY_TRAIN_METRICS_ENABLED": os.environ.get("RAY_TRAIN_METRICS_ENABLED", "0"),
         "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0"),

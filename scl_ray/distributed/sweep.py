@@ -15,9 +15,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
+
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
-from scl_ray.distributed.runtime import ResourcePlan, cluster_size, init_ray, plan_resources, wait_for_capacity
+from scl_ray.distributed.runtime import (
+    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, wait_for_capacity,
+)
 from scl_ray.fields import to_dict
 from scl_ray.loop.plan import arm_name, trial_name
 
@@ -79,7 +83,10 @@ def run_trial(tune_config: dict) -> None:
 
     from scl_ray.distributed.train import loop_trainer
 
-    config = trial_config(config_from_dict(tune_config["config"]), LoopConfig(**tune_config["loop"]))
+    os.environ.update(tune_config["env"])  # the driver's knobs reach trials started by an earlier raylet
+    sweep_config = config_from_dict(yaml.safe_load(storage.read_text(storage.join(tune_config["experiment"],
+                                                                                  "config.yaml"))))
+    config = trial_config(sweep_config, LoopConfig(**tune_config["loop"]))
     plan = ResourcePlan(**tune_config["plan"])
     trial_dir = storage.join(tune_config["experiment"], trial_name(config.loop))
     storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
@@ -90,6 +97,10 @@ def run_trial(tune_config: dict) -> None:
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+
+
+def _tune_trial_name(trial) -> str:
+    return trial_name(LoopConfig(**trial.config["loop"]))
 
 
 def describe_trials(config: Config, loops: Iterable[LoopConfig]) -> str:
@@ -121,9 +132,10 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"config": to_dict(config), "plan": dict(plan.__dict__), "experiment": experiment,
+            param_space={"plan": dict(plan.__dict__), "experiment": experiment, "env": ray_environment(),
                          "loop": tune.grid_search([to_dict(loop) for loop in loops])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials),
+            tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
+                                        trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment,
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
         )

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -29,6 +30,7 @@ from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import LoopResources, build_motion_loop
+from scl_ray.loop.plan import trial_name
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
 from scl_ray.motion.store import MotionSet
@@ -93,6 +95,46 @@ def report_generation(rank: int, logger=None) -> Callable[[int, dict, str], None
     return report
 
 
+FAULT_ENV = "SCL_RAY_FAULT"
+
+
+def inject_fault(loop, trial: str) -> None:
+    """Failure-recovery testing hook, off unless SCL_RAY_FAULT is set (it is forwarded to workers).
+
+    SCL_RAY_FAULT="<trial name>:<generation>:raise:<marker file>" makes that trial's evaluation of that
+    generation raise once (the marker file records that it did); "...:nonfinite" makes every synthetic
+    sample of that generation NaN, every time.
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec or spec.split(":")[0] != trial:
+        return
+    _, generation, kind, *rest = spec.split(":")
+    generation = int(generation)
+    parts = loop.parts
+    if kind == "raise":
+        marker, evaluate = Path(rest[0]), parts.evaluate
+
+        def failing_evaluate(model, g, seed):
+            if g == generation and not marker.exists():
+                marker.write_text(f"failed generation {g}\n")
+                raise RuntimeError(f"injected failure at generation {g} ({FAULT_ENV})")
+            return evaluate(model, g, seed)
+
+        parts.evaluate = failing_evaluate
+    elif kind == "nonfinite":
+        sample = parts.model.sample
+
+        def nan_sample(prompts, seed, g):
+            synthetic = sample(prompts, seed, g)
+            if g == generation:
+                synthetic.features = [np.full_like(f, np.nan) for f in synthetic.features]
+            return synthetic
+
+        parts.model.sample = nan_sample
+    else:
+        raise ValueError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
+
+
 def loop_worker(worker_config: dict) -> dict:
     """`train_loop_per_worker` of a loop: thin; the loop itself is `scl_ray.loop`."""
     config = config_from_dict(worker_config["config"])
@@ -109,6 +151,7 @@ def loop_worker(worker_config: dict) -> dict:
     loop = build_motion_loop(config, resources, directory, ray_corrector(config, plan, rank), device, rank,
                              world_size, gather_objects, report_generation(rank, logger), progress=rank == 0,
                              shared_root=worker_config.get("shared_root"))
+    inject_fault(loop, trial_name(config.loop))
     ran = loop.run()
     if logger is not None:
         logger.close()

@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from scl_ray import storage
 from scl_ray.config import EvaluatorConfig
 from scl_ray.diffusion.text import TextEncoder, embed_captions, get_text_encoder
 from scl_ray.evaluation.encoders import (FEATURE_DIM, TEXT_MAX_TOKENS, EvaluatorNetwork, caption_words,
@@ -91,9 +91,10 @@ class Evaluator:
     def save(self, path: str | os.PathLike) -> Path:
         """Write weights, config, feature statistics and the text encoder's name atomically."""
         path = Path(path).expanduser()
-        save_atomic({"format": _FORMAT, "config": asdict(self.config), "text_encoder": self.text_encoder.name,
-                     "token_dim": self.text_encoder.dim, "max_tokens": self.max_tokens,
-                     "network": self.network.state_dict()}, path)
+        state = {"format": _FORMAT, "config": asdict(self.config), "text_encoder": self.text_encoder.name,
+                 "token_dim": self.text_encoder.dim, "max_tokens": self.max_tokens,
+                 "network": self.network.state_dict()}
+        storage.write_serialized(path, lambda stream: torch.save(state, stream))
         return path
 
     @classmethod
@@ -114,19 +115,6 @@ class Evaluator:
         network = EvaluatorNetwork(config, state["token_dim"], np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM))
         network.load_state_dict(state["network"])
         return cls(network, text_encoder, config, state["max_tokens"])
-
-
-def save_atomic(state: dict, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(state, handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def _caption_lists(train_captions: Sequence[str] | Sequence[Sequence[str]], count: int) -> list[list[str]]:
