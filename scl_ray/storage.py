@@ -104,6 +104,29 @@ def list_dir(location: str | os.PathLike) -> list[str]:
     return sorted(info.base_name for info in infos)
 
 
+def create_exclusive(location: str | os.PathLike, text: str) -> bool:
+    """Create a local file only if it does not exist yet (atomically); False if it already does."""
+    path = Path(str(location)).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    return True
+
+
+def age_s(location: str | os.PathLike) -> float:
+    """Seconds since a local file was last modified (inf if it is gone)."""
+    import time
+
+    try:
+        return time.time() - Path(str(location)).expanduser().stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
 def make_dirs(location: str | os.PathLike) -> None:
     filesystem, path = resolve(location)
     filesystem.create_dir(path, recursive=True)

@@ -56,3 +56,23 @@ def test_render_png_and_bad_suffix(tmp_path, capsys):
     assert out.stat().st_size > 1000
     assert main(["render", str(data), "--out", str(tmp_path / "m.jpg")]) == 2
     assert "must end in .png or .gif" in capsys.readouterr().err
+
+
+def test_sample_writes_motions_and_a_gif(tmp_path):
+    from scl_ray.config import load_config
+    from scl_ray.diffusion.training import DiffusionTrainer
+    from scl_ray.motion.features import Normalizer
+    from scl_ray.motion.store import read_motion_set
+
+    config = load_config(None, ["model.preset=tiny", "model.text_encoder=hashing"])
+    normalizer = Normalizer(np.zeros(263, np.float32), np.ones(263, np.float32))
+    trainer = DiffusionTrainer(config.model, config.train, normalizer=normalizer)
+    checkpoint = trainer.save_checkpoint(tmp_path / "model.pt")
+    out, gif = tmp_path / "s.parquet", tmp_path / "s.gif"
+    assert main(["sample", str(checkpoint), "--prompt", "a person walks forward", "--prompt", "someone jumps",
+                 "--num", "2", "--length", "45", "--steps", "3", "--out", str(out), "--render", str(gif)]) == 0
+    samples = read_motion_set(str(out))
+    assert len(samples) == 4 and all(f.shape == (45, 263) for f in samples.features)
+    assert [c[0] for c in samples.captions] == ["a person walks forward"] * 2 + ["someone jumps"] * 2
+    assert gif.stat().st_size > 1000
+    assert main(["sample", str(checkpoint), "--prompt", "x", "--length", "500", "--out", str(out)]) == 2

@@ -99,6 +99,33 @@ def run_trial(tune_config: dict) -> None:
         raise result.error
 
 
+def _generation_printer():
+    from ray import tune
+
+    class GenerationPrinter(tune.Callback):
+        """One line per finished generation and per finished trial, instead of Tune's tables."""
+
+        def __init__(self, total: int):
+            self.total, self.finished = total, 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            values = "  ".join(f"{key} {result[key]:.3f}" for key in PROGRESS_METRICS if key in result)
+            print(f"[{trial}] generation {int(result.get('generation', -1))}: {values}  "
+                  f"({result.get('time/generation_s', 0.0):.0f} s)", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished += 1
+            print(f"[{trial}] done ({self.finished}/{self.total} trials)", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"[{trial}] FAILED: see {trial.error_file or 'the log above'}", flush=True)
+
+    return GenerationPrinter
+
+
+PROGRESS_METRICS = ("fid", "r_precision_top3", "diversity", "physics/phys_err_mm")
+
+
 def _tune_trial_name(trial) -> str:
     return trial_name(LoopConfig(**trial.config["loop"]))
 
@@ -119,13 +146,14 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     loops = expand_trials(config)
     experiment = experiment_dir(config, storage_override)
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
-    init_ray(config.resources, min_cpus=per_trial)
+    init_ray(config.resources, min_cpus=per_trial * (config.sweep.max_concurrent_trials or 1))
     plan = _plan(config, config.sweep.max_concurrent_trials)
     print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
     storage.make_dirs(experiment)
     storage.write_text(storage.join(experiment, "config.yaml"), config_to_yaml(config))
     _prepare(config)
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
+    GenerationPrinter = _generation_printer()
     tune_path = storage.join(experiment, TUNE_DIR)
     if resume and tune.Tuner.can_restore(tune_path):
         tuner = tune.Tuner.restore(tune_path, trainable, resume_errored=True)
@@ -136,7 +164,8 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
                          "loop": tune.grid_search([to_dict(loop) for loop in loops])},
             tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
                                         trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment,
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=0,
+                                      callbacks=[GenerationPrinter(len(loops))],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
         )
     return tuner.fit()

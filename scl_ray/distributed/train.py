@@ -150,7 +150,7 @@ def loop_worker(worker_config: dict) -> dict:
         logger = GenerationLogger(directory.root, config.loop)
     loop = build_motion_loop(config, resources, directory, ray_corrector(config, plan, rank), device, rank,
                              world_size, gather_objects, report_generation(rank, logger), progress=rank == 0,
-                             shared_root=worker_config.get("shared_root"))
+                             shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
     inject_fault(loop, trial_name(config.loop))
     ran = loop.run()
     if logger is not None:

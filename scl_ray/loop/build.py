@@ -66,7 +66,8 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
                       correct: Callable[[MotionSet, int], MotionSet], device: str = "cpu", rank: int = 0,
                       world_size: int = 1, gather: Gather = single_process_gather,
                       report: Callable[[int, dict, str], None] | None = None,
-                      progress: bool = False, shared_root: str | None = None) -> SelfConsumingLoop:
+                      progress: bool = False, shared_root: str | None = None,
+                      broadcast: Callable | None = None) -> SelfConsumingLoop:
     """One self-consuming loop of the diffusion model over the configured real subset.
 
     shared_root: where loops of one sweep share their generation 0 (see `generation_zero_key`).
@@ -89,4 +90,6 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
     )
     if report is not None:
         parts.report = report
+    if broadcast is not None:
+        parts.broadcast = broadcast
     return SelfConsumingLoop(config.loop, config.train.steps, parts, directory)

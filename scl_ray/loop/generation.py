@@ -12,6 +12,8 @@ the Gaussian toy: what a generation *does* is here, how each stage runs is in th
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ from scl_ray import storage
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
 STATUSES = ("corrected", "fallback", "passthrough", "nonfinite")
+CLAIM = "CLAIMED"
+CLAIM_STALE_S = 6 * 3600.0
+CLAIM_POLL_S = 2.0
 
 
 class LoopError(RuntimeError):
@@ -75,6 +80,8 @@ class LoopParts:
     # Where generation 0 is shared between the loops of a sweep that differ only in lambda and
     # strength (generation 0 trains on real data only, so they would all compute the same model).
     shared_generation_zero: str | None = None
+    # Rank 0's decision, given to every rank (identity in one process; a broadcast under DDP).
+    broadcast: Callable[[Any], Any] = field(default=lambda value: value)
 
 
 def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
@@ -157,8 +164,10 @@ class SelfConsumingLoop:
         metrics: dict[str, float] = {"generation": float(g)}
         started = time.perf_counter()
         training_set = parts.real
-        if plan.from_scratch and self._shared_ready():
-            return self._reuse_generation_zero(started)
+        if plan.from_scratch and parts.shared_generation_zero and directory is not None:
+            decision = parts.broadcast(self._shared_decision() if parts.is_writer else None)
+            if decision == "reuse":
+                return self._reuse_generation_zero(started)
         if plan.from_scratch:
             parts.model.reset(plan.seed)
         elif plan.num_synthetic > 0:
@@ -207,8 +216,26 @@ class SelfConsumingLoop:
         return metrics
 
     def _shared_ready(self) -> bool:
-        shared = self.parts.shared_generation_zero
-        return bool(shared) and self.directory is not None and storage.exists(storage.join(shared, DONE))
+        return storage.exists(storage.join(self.parts.shared_generation_zero, DONE))
+
+    def _shared_decision(self) -> str:
+        """"reuse" the shared generation 0, or "train" it (and publish it after).
+
+        The first loop to claim it trains; loops that find a live claim wait for its DONE rather
+        than compute the same model again. A claim older than CLAIM_STALE_S (its loop died) is
+        ignored. Claims need an exclusive create, so on object stores every loop that finds no
+        DONE trains (the results are the same; only time is lost).
+        """
+        if self._shared_ready():
+            return "reuse"
+        claim = storage.join(self.parts.shared_generation_zero, CLAIM)
+        if storage.is_uri(claim) or storage.create_exclusive(claim, f"{os.getpid()}@{socket.gethostname()}\n"):
+            return "train"
+        while storage.age_s(claim) < CLAIM_STALE_S:
+            if self._shared_ready():
+                return "reuse"
+            time.sleep(CLAIM_POLL_S)
+        return "train"
 
     def _publish_generation_zero(self) -> None:
         """Copy this loop's finished generation 0 to the shared place (DONE last)."""

@@ -185,3 +185,31 @@ def test_generation_zero_is_shared_between_loops_of_a_sweep(tmp_path):
     assert "time/shared_generation_zero_s" in second[0]
     assert TrialDirectory(tmp_path / "b").done_generations() == [0, 1]
     assert (tmp_path / "b" / "gen_000" / "model.pt").read_text() == (tmp_path / "a" / "gen_000" / "model.pt").read_text()
+
+
+def test_a_loop_waits_for_a_generation_zero_being_trained_by_another(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from scl_ray.loop import generation
+
+    monkeypatch.setattr(generation, "CLAIM_POLL_S", 0.02)
+
+    class SlowModel(MeanModel):
+        def train(self, items, steps, seed):
+            time.sleep(0.5)
+            return super().train(items, steps, seed)
+
+    real = Values(np.linspace(0, 1, 20))
+    shared = str(tmp_path / "_shared" / "gen0")
+    loop = LoopConfig(generations=0, train_size=20)
+    first_parts, second_parts = make_parts(SlowModel(), real), make_parts(MeanModel(), real)
+    first_parts.shared_generation_zero = second_parts.shared_generation_zero = shared
+    first = threading.Thread(target=SelfConsumingLoop(loop, 10, first_parts, TrialDirectory(tmp_path / "a")).run)
+    first.start()
+    while not (tmp_path / "_shared" / "gen0" / "CLAIMED").exists():
+        time.sleep(0.01)
+    SelfConsumingLoop(loop, 10, second_parts, TrialDirectory(tmp_path / "b")).run()
+    first.join()
+    assert second_parts.model.trained_sizes == []  # it waited and reused instead of training
+    assert TrialDirectory(tmp_path / "b").done_generations() == [0]
