@@ -35,7 +35,7 @@ TINY_OVERRIDES = (
     "train.batch_size=8", "loop.generations=2", "loop.train_size=16", "loop.steps_per_generation=4",
     "sample.steps=3", "sample.batch_size=32", "evaluate.num_samples=32", "evaluate.mm_prompts=2",
     "evaluate.mm_samples=2", "evaluate.evaluator.epochs=1", "evaluate.evaluator.width=32",
-    "evaluate.evaluator.embed_dim=32", "correct.sim_hz=100", "correct.batch_size=4",
+    "evaluate.evaluator.embed_dim=32", "correct.sim_hz=100", "correct.batch_size=4", "sweep.train_size=[16]",
 )
 
 

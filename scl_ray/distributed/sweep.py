@@ -140,8 +140,11 @@ def describe_trials(config: Config, loops: Iterable[LoopConfig]) -> str:
 
 def run_sweep(config: Config, storage_override: str | None = None, resume: bool = False):
     """Run (or resume) the whole grid; returns Tune's ResultGrid."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our own TensorBoard logs per trial
+    # Tune's own TensorBoard logger would write an HParams experiment summary that hides ours
+    # (one TensorBoard run per trial, written by the loop); its JSON and CSV loggers are kept.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     loops = expand_trials(config)
     experiment = experiment_dir(config, storage_override)
@@ -165,7 +168,8 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
             tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
                                         trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=0,
-                                      callbacks=[GenerationPrinter(len(loops))],
+                                      callbacks=[GenerationPrinter(len(loops)), JsonLoggerCallback(),
+                                                 CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
         )
     return tuner.fit()
