@@ -215,13 +215,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return status
 
 
-def _report(results: str, out: str | None = None) -> int:
+def _report(results: str, out: str | None = None, tensorboard: bool = True) -> int:
     from scl_ray.report import format_summary, make_report
 
     report = make_report(results, out)
     print(format_summary(report))
     print(f"report (figures, summary.md, summary.csv): {report}")
-    print(f"TensorBoard: tensorboard --logdir {results}")
+    if tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {results}")
     return 0
 
 
@@ -248,7 +249,7 @@ def cmd_toy_gaussian(args: argparse.Namespace) -> int:
 
     config = _config(args)
     results = run_toy_sweep(config, args.storage, use_tune=args.tune)
-    return _report(results)
+    return _report(results, tensorboard=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
