@@ -375,9 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from scl_ray.distributed.runtime import ResourceError
+
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, PermissionError) as error:
+    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError) as error:
         if os.environ.get("SCL_RAY_DEBUG"):
             raise
         print(f"scl-ray: error: {error}", file=sys.stderr)

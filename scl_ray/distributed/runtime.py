@@ -147,12 +147,14 @@ def set_data_limits(plan: ResourcePlan) -> None:
     context.enable_progress_bars = True
 
 
-def wait_for_capacity(cpus: float, gpus: float, timeout_s: float, poll_s: float = 10.0) -> tuple[float, float]:
-    """Ask the autoscaler for `cpus`/`gpus` and wait until the cluster has them (or the timeout).
+def wait_for_capacity(cpus: float, gpus: float, timeout_s: float, enough: tuple[float, float] = (0.0, 0.0),
+                      patience_s: float = 120.0, poll_s: float = 10.0) -> tuple[float, float]:
+    """Ask the autoscaler for `cpus`/`gpus` and wait until the cluster has them.
 
     A fresh autoscaling cluster starts with no worker nodes (and a head with 0 CPUs), so sizing the
-    sweep from what is up right now would refuse to run; this requests the capacity first.
-    Returns the cluster size when it fits or the timeout passes.
+    sweep from what is up right now would refuse to run; this requests the capacity first. A cluster
+    that has not grown for `patience_s` while it already holds `enough` (one trial) is taken to be of
+    fixed size, and its current size is returned; otherwise the wait ends after `timeout_s`.
     """
     import time
 
@@ -160,10 +162,16 @@ def wait_for_capacity(cpus: float, gpus: float, timeout_s: float, poll_s: float 
 
     bundles = [{"CPU": 1.0}] * math.ceil(cpus) + [{"GPU": 1.0}] * math.ceil(gpus)
     request_resources(bundles=bundles)
-    deadline = time.monotonic() + timeout_s
+    started = last_change = time.monotonic()
     have = cluster_size()
-    while (have[0] < cpus or have[1] < gpus) and time.monotonic() < deadline:
+    while (have[0] < cpus or have[1] < gpus) and time.monotonic() - started < timeout_s:
+        fits_one = have[0] >= enough[0] and have[1] >= enough[1]
+        if fits_one and time.monotonic() - last_change > patience_s:
+            print(f"the cluster has not grown for {patience_s:g} s: using its {have[0]:g} CPU / {have[1]:g} GPU")
+            break
         print(f"waiting for the autoscaler: have {have[0]:g} CPU / {have[1]:g} GPU, want {cpus:g} / {gpus:g}")
         time.sleep(poll_s)
-        have = cluster_size()
+        now = cluster_size()
+        if now != have:
+            have, last_change = now, time.monotonic()
     return have

@@ -66,7 +66,12 @@ def _plan(config: Config, max_concurrent: int | None) -> ResourcePlan:
                                 != "cpu" else 0.0)
         want_gpus = single.gpus_per_trial * max_concurrent if config.resources.device == "cuda" else 0.0
         cpus, gpus = wait_for_capacity(single.cpus_per_trial * max_concurrent, want_gpus,
-                                       timeout_s=config.resources.autoscale_timeout_s)
+                                       timeout_s=config.resources.autoscale_timeout_s,
+                                       enough=(single.cpus_per_trial, want_gpus / max_concurrent))
+        fits = plan_resources(config.resources, cpus, gpus).max_concurrent_trials
+        if fits < max_concurrent:
+            print(f"sweep.max_concurrent_trials={max_concurrent} does not fit the cluster; running {fits} at once")
+            max_concurrent = fits
     return plan_resources(config.resources, cpus, gpus, max_concurrent)
 
 
