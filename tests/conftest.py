@@ -39,6 +39,11 @@ TINY_OVERRIDES = (
 )
 
 
+@pytest.fixture
+def tiny_overrides():
+    return TINY_OVERRIDES
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory):
     """One cache (procedural data, caption embeddings, evaluator) shared by every tiny loop."""
