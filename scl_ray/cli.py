@@ -93,13 +93,10 @@ def cmd_correct(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from scl_ray.distributed.data import correct_file
-    from scl_ray.distributed.runtime import cluster_size, init_ray, plan_resources
+    from scl_ray.distributed.runtime import connect
 
     config = _config(args)
-    needed = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
-    init_ray(config.resources, min_cpus=needed)
-    plan = plan_resources(config.resources, *cluster_size())
-    corrected = correct_file(args.input, args.out, config.correct, plan)
+    corrected = correct_file(args.input, args.out, config.correct, connect(config.resources))
     counts = Counter(corrected.status)
     print(f"corrected {len(corrected)} motions into {args.out}: "
           + ", ".join(f"{status} {count}" for status, count in sorted(counts.items())))
@@ -109,16 +106,13 @@ def cmd_correct(args: argparse.Namespace) -> int:
 # ---- diffusion -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scl_ray.distributed.runtime import cluster_size, init_ray, plan_resources
+    from scl_ray.distributed.runtime import connect
     from scl_ray.distributed.sweep import experiment_dir
     from scl_ray.distributed.train import train_generation_zero
 
     config = _config(args)
-    needed = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
-    init_ray(config.resources, min_cpus=needed)
-    plan = plan_resources(config.resources, *cluster_size())
     out = args.out or str(Path(experiment_dir(config)) / "train")
-    checkpoint = train_generation_zero(config, out, plan)
+    checkpoint = train_generation_zero(config, out, connect(config.resources))
     print(f"trained {config.train.steps} steps on {config.loop.train_size} motions; checkpoint: {checkpoint}")
     return 0
 

@@ -130,6 +130,13 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     return ray
 
 
+def connect(resources: ResourcesConfig, concurrent: int = 1) -> ResourcePlan:
+    """Start or join Ray with room for `concurrent` trials and size them on the cluster it finds."""
+    needed = plan_resources(resources, cluster_cpus=10**6).cpus_per_trial
+    init_ray(resources, min_cpus=needed * concurrent)
+    return plan_resources(resources, *cluster_size())
+
+
 def cluster_size() -> tuple[float, float]:
     """(CPUs, GPUs) of the connected Ray cluster."""
     import ray
