@@ -25,6 +25,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True
                         help="override one config value (repeatable), e.g. --set loop.generations=3")
 
 
+def _add_config_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """--config FILE and --set overrides, for commands whose main argument is not a config."""
+    parser.add_argument("--config", help=f"experiment YAML for {purpose} settings")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value (repeatable)")
+
+
 def _config(args: argparse.Namespace):
     return load_config(getattr(args, "config", None), args.overrides)
 
@@ -319,8 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.required = True
     evaluator_train = evaluator.add_parser("train", help="train (or load from cache) a dataset's evaluator")
     evaluator_train.add_argument("data", nargs="?", help="HumanML3D-layout directory (default: procedural data)")
-    evaluator_train.add_argument("--config", help="experiment YAML for evaluator and data settings")
-    evaluator_train.add_argument("--set", dest="overrides", action="append", default=[])
+    _add_config_option(evaluator_train, "evaluator and data")
     evaluator_train.set_defaults(func=cmd_evaluator_train)
 
     evaluate = commands.add_parser("evaluate", help="FID, R-precision, Matching, Diversity, MultiModality, physics")
@@ -328,8 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="HumanML3D-layout directory (default: the procedural dataset)")
     evaluate.add_argument("--real", action="store_true", help="also evaluate the real test split (the 'Real' row)")
     evaluate.add_argument("--out", help="write the metrics as JSON here")
-    evaluate.add_argument("--config", help="experiment YAML for evaluation and data settings")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[])
+    _add_config_option(evaluate, "evaluation and data")
     evaluate.set_defaults(func=cmd_evaluate)
 
     run = commands.add_parser("run", help="one self-consuming loop (config.loop) on Ray Train, without Tune")
