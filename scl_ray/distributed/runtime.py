@@ -145,15 +145,6 @@ def cluster_size() -> tuple[float, float]:
     return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
 
 
-def set_data_limits(plan: ResourcePlan) -> None:
-    """Cap this process's Ray Data pipelines at the trial's share, so they never wait on others' CPUs."""
-    from ray.data import DataContext, ExecutionResources
-
-    context = DataContext.get_current()
-    context.execution_options.resource_limits = ExecutionResources(cpu=plan.data_cpu_limit)
-    context.enable_progress_bars = True
-
-
 def wait_for_capacity(cpus: float, gpus: float, timeout_s: float, enough: tuple[float, float] = (0.0, 0.0),
                       patience_s: float = 120.0, poll_s: float = 10.0) -> tuple[float, float]:
     """Ask the autoscaler for `cpus`/`gpus` and wait until the cluster has them.
