@@ -121,7 +121,9 @@ class CorrectConfig:
     kp_scale: float = setting(1.0, low=0.0, low_open=True, help="multiplies every joint's position gain")
     fall_height: float = setting(0.35, low=0.0, help="metres of root deviation from the reference that count as a fall")
     max_recoveries: int = setting(5, low=0, help="falls recovered before a motion is a fallback")
-    batch_size: int = setting(8, low=1, help="motions per Ray Data batch")
+    batch_size: int = setting(8, low=1, help="motions per actor call (a Ray Data batch)")
+    pool: Literal["resident", "data"] = setting(
+        "resident", help="a loop's corrector actors: kept for all generations, or a Ray Data pipeline per generation")
 
     def __post_init__(self) -> None:
         validate(self)

@@ -11,10 +11,17 @@ No motion is ever lost: if the corrector raises for a batch, its motions are ret
 those that still fail come back uncorrected with status "passthrough" and the error text in
 `stats["error"]`; an actor process that dies is replaced and its batch retried; the driver checks
 that every input id came back exactly once.
+
+A self-consuming loop corrects a small set every generation, so it keeps its own actors instead
+(`CorrectorPool`): Ray Data starts a fresh pool for every pipeline, and each new actor spawns a
+process, imports torch and MuJoCo and builds its humanoids again, seconds of every generation for a
+few seconds of simulation. The pool is the same `CorrectorActor`, with the same restarts, retries
+and per-motion failure handling; `correct.pool: data` runs the loop through Ray Data instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -27,6 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from ray.data import ExecutionResources
+from ray.util import ActorPool
 
 from scl_ray import storage
 from scl_ray.config import CorrectConfig, ResourcesConfig
@@ -84,6 +92,10 @@ class CorrectorActor:
             logger.warning("corrector failed on a batch of %d motions (%s … %s); retrying them one by one: %s",
                            len(motions), motions.ids[0], motions.ids[-1], _describe(error))
         return pa.concat_tables([self._correct_or_pass(motions.select([index])) for index in range(len(motions))])
+
+    def correct(self, batch: pa.Table) -> pa.Table:
+        """The same as calling the actor: a named method for `CorrectorPool`'s remote calls."""
+        return self(batch)
 
     def _correct(self, motions: MotionSet) -> pa.Table:
         padded = to_padded_batch(motions)
@@ -231,8 +243,22 @@ def _run(dataset, input_ids: Sequence[str], rows: int, config: CorrectConfig, pl
     # Output is put back in input order by id anyway; preserving order keeps repeated ids in turn.
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress
-    try:
+    with _actor_deaths_explained():
         tables = list(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    return _collect(tables, input_ids)
+
+
+def _collect(tables: Sequence[pa.Table], input_ids: Sequence[str]) -> MotionSet:
+    """The corrected blocks as one set, in input order, after checking every motion came back once."""
+    corrected = MotionSet.from_table(pa.concat_tables(tables), where="corrector pool output")
+    return corrected.select(_input_order(corrected.ids, input_ids))
+
+
+@contextlib.contextmanager
+def _actor_deaths_explained():
+    """Turn a corrector actor that died for good into an error that says what to look for."""
+    try:
+        yield
     except ray.exceptions.RayActorError as error:
         if error.actor_init_failed:  # the corrector's own constructor error says it best
             raise
@@ -241,8 +267,49 @@ def _run(dataset, input_ids: Sequence[str], rows: int, config: CorrectConfig, pl
             f"{TASK_RETRIES + 1} times ({type(error).__name__}). A motion that crashes the simulator process "
             "(a segfault, not a Python exception, which would give a passthrough) is the likely cause; the "
             "corrector actors' logs show the crash") from error
-    corrected = MotionSet.from_table(pa.concat_tables(tables), where="corrector pool output")
-    return corrected.select(_input_order(corrected.ids, input_ids))
+
+
+class CorrectorPool:
+    """Corrector actors started once and reused for every set they are given (a loop's generations).
+
+    `correct` splits a set into blocks of at most `config.batch_size` motions, about two per actor,
+    hands each block to the next free actor, and returns every motion in input order, like
+    `correct_motion_set`. An actor whose process dies is restarted and its block retried (up to
+    ACTOR_RESTARTS / TASK_RETRIES times); a corrector error on a motion gives a passthrough.
+    The actors start when the pool is made (their start-up overlaps whatever the caller does next)
+    and hold their CPUs until `close` (or until the process that made them exits).
+    """
+
+    def __init__(self, config: CorrectConfig, plan: ResourcePlan, corrector_factory: CorrectorFactory | None = None):
+        self.batch_size = config.batch_size
+        actor = ray.remote(CorrectorActor).options(
+            num_cpus=plan.actor_cpus, max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES,
+            # Explicit, so that a pool made inside a Train worker is not captured by its placement group.
+            scheduling_strategy="SPREAD")
+        self.actors = [actor.remote(corrector_factory, config) for _ in range(plan.num_actors)]
+
+    def correct(self, motion_set: MotionSet) -> MotionSet:
+        if not self.actors:
+            raise RuntimeError("this CorrectorPool is closed")
+        if len(motion_set) == 0:
+            return MotionSet()
+        rows = rows_per_block(len(motion_set), self.batch_size, len(self.actors))
+        table = motion_set.to_table()
+        blocks = [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
+        with _actor_deaths_explained():
+            tables = list(ActorPool(self.actors).map(lambda actor, block: actor.correct.remote(block), blocks))
+        return _collect(tables, motion_set.ids)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+    def __enter__(self) -> "CorrectorPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def _input_order(output_ids: Sequence[str], input_ids: Sequence[str]) -> list[int]:

@@ -1,8 +1,8 @@
 """Ray Train: one long-lived `TorchTrainer.fit` per loop, and `scl-ray train` (a generation 0).
 
 Every worker runs the whole loop (`scl_ray.loop`) with its model resident for all generations:
-it samples its share of the prompts, rank 0 sends the synthetic set through the Ray Data
-corrector pool and broadcasts the result, all ranks train with DDP (gloo on CPU, NCCL on GPU),
+it samples its share of the prompts, rank 0 sends the synthetic set through its resident
+corrector actor pool (or a Ray Data pipeline) and broadcasts the result, all ranks train with DDP (gloo on CPU, NCCL on GPU),
 evaluate, and `ray.train.report` the metrics. The reported checkpoint is a pointer to the
 generation directory (a small JSON file, not a copy of the model and motion sets): the run
 directory's DONE markers are the source of truth, and a worker group restarted by `FailureConfig`
@@ -63,20 +63,40 @@ def passthrough(synthetic: MotionSet) -> MotionSet:
                      status=["passthrough"] * count, stats=[{"skipped": "strength 0"} for _ in range(count)])
 
 
-def ray_corrector(config: Config, plan: ResourcePlan, rank: int) -> Callable[[MotionSet, int], MotionSet]:
-    """Rank 0 corrects through the Ray Data actor pool; every rank receives the corrected set."""
+class RayCorrection:
+    """A loop's correction: rank 0 corrects on Ray, and every rank receives the corrected set.
 
-    def correct(synthetic: MotionSet, seed: int) -> MotionSet:
+    With `correct.pool: resident` (the default) rank 0 starts a CorrectorPool at once, so its actors
+    warm up while generation 0 trains, and keeps it for every generation; with `data` every generation
+    streams through a fresh Ray Data pipeline. `close` stops the pool's actors.
+    """
+
+    def __init__(self, config: Config, plan: ResourcePlan, rank: int):
+        self.config, self.plan, self.rank = config, plan, rank
+        self.pool = None
+        corrects = config.loop.strength > 0 and config.loop.synthetic_ratio > 0
+        if rank == 0 and corrects and config.correct.pool == "resident":
+            from scl_ray.distributed.data import CorrectorPool
+
+            self.pool = CorrectorPool(config.correct, plan)
+
+    def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
         corrected = None
-        if config.loop.strength == 0:
+        if self.config.loop.strength == 0:
             corrected = passthrough(synthetic)
-        elif rank == 0:
-            from scl_ray.distributed.data import correct_motion_set
+        elif self.rank == 0:
+            if self.pool is not None:
+                corrected = self.pool.correct(synthetic)
+            else:
+                from scl_ray.distributed.data import correct_motion_set
 
-            corrected = correct_motion_set(synthetic, config.correct, plan, progress=False)
+                corrected = correct_motion_set(synthetic, self.config.correct, self.plan, progress=False)
         return broadcast_from_rank0(corrected)
 
-    return correct
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
 
 def report_generation(rank: int, logger=None) -> Callable[[int, dict, str], None]:
@@ -144,17 +164,21 @@ def loop_worker(worker_config: dict) -> dict:
     torch.set_num_threads(max(1, int(plan.worker_cpus)))
     device = str(ray.train.torch.get_device()) if plan.use_gpu else "cpu"
     directory = TrialDirectory(worker_config["trial_dir"])
-    resources = LoopResources.load(config, progress=rank == 0)
+    correction = RayCorrection(config, plan, rank)  # first: its actors start while the rest loads
     logger = None
-    if rank == 0 and worker_config.get("tensorboard", True):
-        logger = GenerationLogger(directory.root, config.loop)
-    loop = build_motion_loop(config, resources, directory, ray_corrector(config, plan, rank), device, rank,
-                             world_size, gather_objects, report_generation(rank, logger), progress=rank == 0,
-                             shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
-    inject_fault(loop, trial_name(config.loop))
-    ran = loop.run()
-    if logger is not None:
-        logger.close()
+    try:
+        resources = LoopResources.load(config, progress=rank == 0)
+        if rank == 0 and worker_config.get("tensorboard", True):
+            logger = GenerationLogger(directory.root, config.loop)
+        loop = build_motion_loop(config, resources, directory, correction, device, rank, world_size,
+                                 gather_objects, report_generation(rank, logger), progress=rank == 0,
+                                 shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
+        inject_fault(loop, trial_name(config.loop))
+        ran = loop.run()
+    finally:
+        correction.close()
+        if logger is not None:
+            logger.close()
     return {"generations_run": len(ran), "last": ran[-1] if ran else None}
 
 

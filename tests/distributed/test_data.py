@@ -11,7 +11,7 @@ import ray.cloudpickle
 
 from scl_ray.config import CorrectConfig, ResourcesConfig
 from scl_ray.distributed.data import (
-    CorrectorActor, _input_order, correct_file, correct_motion_set, rows_per_block,
+    CorrectorActor, CorrectorPool, _input_order, correct_file, correct_motion_set, rows_per_block,
 )
 from scl_ray.distributed.runtime import ResourcePlan, plan_resources
 from scl_ray.motion.humanml3d import FEATURE_DIM
@@ -67,6 +67,20 @@ class AlwaysCrashCorrector(ShiftCorrector):
         os._exit(1)
 
 
+class PidCorrector(ShiftCorrector):
+    """Shifts, and says which process corrected each motion."""
+
+    def __call__(self, batch: dict) -> dict:
+        return {**super().__call__(batch), "pid": np.full(len(batch["ids"]), os.getpid())}
+
+
+class BrokenCorrector(ShiftCorrector):
+    """Fails in its constructor, like a corrector whose MuJoCo model does not compile."""
+
+    def __init__(self, config: CorrectConfig):
+        raise ValueError("humanoid cannot be built")
+
+
 class LosingCorrector(ShiftCorrector):
     """Breaks the contract: drops the last motion of every batch."""
 
@@ -90,6 +104,17 @@ def _motions(count: int, seed: int = 0) -> MotionSet:
 def _pool(actors: int) -> ResourcePlan:
     return ResourcePlan(use_gpu=False, trial_cpus=0.0, worker_cpus=0.0, worker_gpus=0.0, num_workers=0,
                         actor_cpus=1.0, num_actors=actors, data_cpus=1.0, max_concurrent_trials=1)
+
+
+BACKENDS = ("data", "resident")
+
+
+def _correct(backend: str, motions: MotionSet, config: CorrectConfig, plan: ResourcePlan, factory) -> MotionSet:
+    """Correct through a Ray Data pipeline or a CorrectorPool made (and closed) for this one set."""
+    if backend == "data":
+        return correct_motion_set(motions, config, plan, factory, progress=False)
+    with CorrectorPool(config, plan, factory) as pool:
+        return pool.correct(motions)
 
 
 def _check_corrected(inputs: MotionSet, outputs: MotionSet, passthrough: set[str]):
@@ -150,10 +175,26 @@ def test_empty_set_comes_back_empty_and_a_missing_file_is_named(tmp_path):
         correct_file(str(tmp_path / "missing.parquet"), str(tmp_path / "out.parquet"), CorrectConfig())
 
 
-def test_pool_returns_every_motion_once_and_passes_through_the_failing_one(ray_local):
+def test_pipeline_returns_every_motion_once_and_passes_through_the_failing_one(ray_local):
     motions = _motions(20)
     outputs = correct_motion_set(motions, CorrectConfig(batch_size=8), _pool(2), ShiftCorrector, progress=True)
     _check_corrected(motions, outputs, passthrough={FAILING_ID})
+
+
+def test_resident_pool_keeps_its_actors_across_sets_and_matches_the_pipeline(ray_local):
+    motions = _motions(20)
+    with CorrectorPool(CorrectConfig(batch_size=8), _pool(2), PidCorrector) as pool:
+        first, second = pool.correct(motions), pool.correct(motions.select(range(3)))
+        assert len(pool.correct(MotionSet())) == 0
+    _check_corrected(motions, first, passthrough={FAILING_ID})
+    _check_corrected(motions.select(range(3)), second, passthrough=set())
+    workers = {stats["pid"] for stats in first.stats if "pid" in stats}
+    assert len(workers) == 2 and {stats["pid"] for stats in second.stats} <= workers
+    piped = correct_motion_set(motions, CorrectConfig(batch_size=8), _pool(2), ShiftCorrector, progress=False)
+    assert [f.tobytes() for f in piped.features] == [f.tobytes() for f in first.features]
+    assert piped.status == first.status
+    with pytest.raises(RuntimeError, match="CorrectorPool is closed"):
+        pool.correct(motions)
 
 
 def test_file_to_file_writes_one_valid_motion_set(ray_local, tmp_path):
@@ -170,20 +211,26 @@ def test_file_to_file_writes_one_valid_motion_set(ray_local, tmp_path):
     assert written.stats == returned.stats and written.ids == returned.ids
 
 
-def test_crashed_actor_is_replaced_and_its_batch_retried(ray_local, tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crashed_actor_is_replaced_and_its_batch_retried(ray_local, tmp_path, backend):
     marker = tmp_path / "crashed"
     motions = _motions(4)
     factory = functools.partial(CrashOnceCorrector, marker=str(marker))
-    outputs = correct_motion_set(motions, CorrectConfig(batch_size=2), _pool(1), factory, progress=False)
+    outputs = _correct(backend, motions, CorrectConfig(batch_size=2), _pool(1), factory)
     assert marker.exists()
     _check_corrected(motions, outputs, passthrough=set())
 
 
 @pytest.mark.slow
-def test_actor_that_always_crashes_stops_the_run_with_an_error(ray_local):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_actor_that_always_crashes_stops_the_run_with_an_error(ray_local, backend):
     with pytest.raises(RuntimeError, match="a corrector actor process died 4 times"):
-        correct_motion_set(_motions(2), CorrectConfig(batch_size=2), _pool(1), AlwaysCrashCorrector,
-                           progress=False)
+        _correct(backend, _motions(2), CorrectConfig(batch_size=2), _pool(1), AlwaysCrashCorrector)
+
+
+def test_a_corrector_that_cannot_start_fails_with_its_own_error(ray_local):
+    with pytest.raises(ray.exceptions.RayActorError, match="humanoid cannot be built"):
+        _correct("resident", _motions(2), CorrectConfig(batch_size=2), _pool(1), BrokenCorrector)
 
 
 @pytest.mark.timeout(120)  # a pipeline that needs more CPUs than the plan gives would wait forever
@@ -197,18 +244,21 @@ def test_pipeline_inside_a_train_worker_of_a_trial_completes_on_exactly_its_cpus
     motions = _motions(20).select(range(8))
     write_motion_set(motions, str(tmp_path / "synthetic.parquet"))
 
-    def train_worker() -> MotionSet:
+    def train_worker() -> tuple[MotionSet, MotionSet]:
         # A file needs Ray Data read tasks besides the pool: the most an in-trial pipeline asks for.
-        return correct_file(str(tmp_path / "synthetic.parquet"), str(tmp_path / "corrected.parquet"),
-                            CorrectConfig(batch_size=4), plan, ShiftCorrector, progress=False)
+        piped = correct_file(str(tmp_path / "synthetic.parquet"), str(tmp_path / "corrected.parquet"),
+                             CorrectConfig(batch_size=4), plan, ShiftCorrector, progress=False)
+        with CorrectorPool(CorrectConfig(batch_size=4), plan, ShiftCorrector) as pool:  # what a loop keeps
+            return piped, pool.correct(motions)
 
     class Trial:
-        def run(self) -> MotionSet:
+        def run(self) -> tuple[MotionSet, MotionSet]:
             return ray.get(ray.remote(num_cpus=plan.worker_cpus)(train_worker).remote())
 
     trial = ray.remote(num_cpus=plan.trial_cpus)(Trial).remote()
     try:
-        _check_corrected(motions, ray.get(trial.run.remote()), passthrough=set())
+        for outputs in ray.get(trial.run.remote()):
+            _check_corrected(motions, outputs, passthrough=set())
     finally:
         ray.kill(trial)
         ray.kill(other_trials)
