@@ -14,6 +14,7 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.report import ReportError, format_summary, load_results, make_report
 from scl_ray.report.figures import metric_figure
 from scl_ray.report.results import align, group_by_condition, seed_spread
+from scl_ray.report.tables import late_mean
 
 GENERATIONS = 4  # generations 0..3 finished
 RATIOS = (0.5, 1.0)
@@ -110,6 +111,7 @@ def test_summary_csv_has_one_row_per_trial_with_final_and_best(report):
         assert int(row["last_generation"]) == last and int(row["planned_generations"]) == 50
         assert float(row["fid_final"]) == pytest.approx(fid(ratio, strength, seed, last))
         assert float(row["fid_best"]) == pytest.approx(min(m["fid"] for m in history))
+        assert float(row["fid_late"]) == pytest.approx(fid(ratio, strength, seed, last))  # 4 generations: the last
         assert float(row["r_precision_top3_best"]) == pytest.approx(max(m["r_precision_top3"] for m in history))
         assert float(row["physics/penetration_best"]) == pytest.approx(min(m["physics/penetration"] for m in history))
         assert float(row["diversity_final"]) == pytest.approx(history[-1]["diversity"])
@@ -129,6 +131,14 @@ def test_summary_md_tables_and_figure_links(report):
     baseline = next(line for line in text.splitlines() if "| baseline |" in line)
     assert "| 2 |" in baseline and "1.05 ± 0.071" in baseline
     assert "![fid_n64](fid_n64.png)" in text and "![toy_w2](toy_w2.png)" in text
+    assert "## Late values (mean over the last quarter of the generations)" in text
+
+
+def test_late_mean_is_the_mean_of_the_finite_values_in_the_last_quarter():
+    assert late_mean(np.arange(21.0)) == pytest.approx(18.0)  # generations 16..20
+    assert late_mean(np.array([1.0, 2.0])) == 2.0
+    assert late_mean(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, np.nan])) == 7.0
+    assert np.isnan(late_mean(np.array([1.0, np.nan])))
 
 
 def test_toy_summary_is_the_mean_final_w2_over_seeds(report):

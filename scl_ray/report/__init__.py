@@ -51,6 +51,8 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         tables.write_csv(rows, out_dir / tables.SUMMARY_CSV)
         sections.append("## Final values, mean ± standard deviation over seeds\n\n"
                         + tables.seeds_markdown(results.trials, metrics))
+        sections.append("## Late values (mean over the last quarter of the generations), mean ± standard "
+                        "deviation over seeds\n\n" + tables.seeds_markdown(results.trials, metrics, "late"))
         sections.append("## Trials (final = last finished generation, best = over all generations)\n\n"
                         + tables.trials_markdown(rows))
         pictures += figures.metric_figures(results.trials, out_dir)

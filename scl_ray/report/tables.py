@@ -1,9 +1,11 @@
 """Summary tables: one row per trial (CSV and Markdown), means over seeds, and the toy's final W2.
 
 `summary.csv` columns: trial, arm, synthetic_ratio, strength, train_size, seed, last_generation,
-planned_generations, mean_generation_s, then `<metric>_final` (value at the last finished generation)
-and, for metrics with a direction, `<metric>_best` (min for FID, Matching and physics, max for
-R-precision) over all finished generations. Missing values are empty cells.
+planned_generations, mean_generation_s, then `<metric>_final` (value at the last finished generation),
+`<metric>_late` (mean over the last quarter of the finished generations: one generation's evaluation
+is noisy, and a drift shows more clearly in this) and, for metrics with a direction, `<metric>_best`
+(min for FID, Matching and physics, max for R-precision) over all finished generations. Missing
+values are empty cells.
 """
 
 from __future__ import annotations
@@ -42,10 +44,21 @@ def trial_rows(trials: list[TrialResult], metrics: list[str]) -> list[dict]:
         for metric in metrics:
             values = trial.series(metric)
             row[f"{metric}_final"] = float(values[-1])
+            row[f"{metric}_late"] = late_mean(values)
             if better(metric):
                 row[f"{metric}_best"] = best_value(metric, values)
         rows.append(row)
     return rows
+
+
+def late_mean(values: np.ndarray) -> float:
+    """Mean of the finite values among the last quarter of a series (at least its last value)."""
+    tail = np.asarray(values, dtype=float)[-max(1, len(values) // 4):]
+    tail = tail[np.isfinite(tail)]
+    return float(tail.mean()) if len(tail) else math.nan
+
+
+STATISTICS = {"final": lambda values: float(values[-1]), "late": late_mean}
 
 
 def toy_rows(toys: list[ToyResult]) -> list[dict]:
@@ -83,7 +96,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def _column_title(column: str) -> str:
-    for suffix in ("_final", "_best"):
+    for suffix in ("_final", "_late", "_best"):
         if column.endswith(suffix):
             metric = column[: -len(suffix)]
             return f"{SHORT_LABELS.get(metric, metric)} {suffix[1:]}"
@@ -94,8 +107,8 @@ def trials_markdown(rows: list[dict]) -> str:
     return markdown_table([_column_title(column) for column in rows[0]], [list(row.values()) for row in rows])
 
 
-def seeds_markdown(trials: list[TrialResult], metrics: list[str]) -> str:
-    """Mean ± standard deviation over seeds of each metric's final value, per condition."""
+def seeds_markdown(trials: list[TrialResult], metrics: list[str], statistic: str = "final") -> str:
+    """Mean ± standard deviation over seeds of each metric's final (or late, see late_mean) value."""
     groups = group_by_condition(trials)
     header = ["n", "λ", "arm", "seeds", "last generation"] + [metric_label(m) for m in metrics]
     rows = []
@@ -105,7 +118,7 @@ def seeds_markdown(trials: list[TrialResult], metrics: list[str]) -> str:
         row = [condition.train_size, condition.synthetic_ratio, condition_label(condition, strengths), len(members),
                f"{last[0]}" if len(last) == 1 else f"{last[0]}–{last[-1]}"]
         for metric in metrics:
-            final = np.array([trial.series(metric)[-1] for trial in members])
+            final = np.array([STATISTICS[statistic](trial.series(metric)) for trial in members])
             final = final[np.isfinite(final)]
             if not len(final):
                 row.append("—")
