@@ -50,7 +50,7 @@ def per_generation(directory: str) -> dict:
 
     trial = TrialDirectory(directory)
     history = trial.metrics_history()
-    done = [os.stat(trial.file(m["generation"], DONE)).st_mtime for m in history]
+    done = [os.stat(trial.file(int(m["generation"]), DONE)).st_mtime for m in history]
     later = [m for m in history if m["generation"] >= 1]
     return {"s_per_generation": float(np.mean(np.diff(done))),
             "loop_s_per_generation": float(np.mean([m["time/generation_s"] for m in later])),
