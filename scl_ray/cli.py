@@ -178,8 +178,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = {}
     if args.real:
         rows["real"] = evaluate_motion_set(real.test, config, real, evaluator)
-    for path in args.samples:
-        rows[Path(path).stem] = evaluate_motion_set(read_motion_set(path), config, real, evaluator)
+    stems = [Path(path).stem for path in args.samples]
+    for path, stem in zip(args.samples, stems):  # rows by file name, or by path where names repeat
+        label = stem if stems.count(stem) == 1 and stem != "real" else path
+        rows[label] = evaluate_motion_set(read_motion_set(path), config, real, evaluator)
     if not rows:
         raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
     print(format_metrics(rows))

@@ -76,3 +76,25 @@ def test_sample_writes_motions_and_a_gif(tmp_path):
     assert [c[0] for c in samples.captions] == ["a person walks forward"] * 2 + ["someone jumps"] * 2
     assert gif.stat().st_size > 1000
     assert main(["sample", str(checkpoint), "--prompt", "x", "--length", "500", "--out", str(out)]) == 2
+
+
+def test_evaluate_keeps_one_row_per_file_when_names_repeat(tmp_path, tiny_cache):
+    import json
+
+    from scl_ray.config import load_config
+    from scl_ray.loop.data import RealData
+    from scl_ray.motion.store import write_motion_set
+    from tests.conftest import TINY_OVERRIDES
+
+    overrides = [*TINY_OVERRIDES, f"data.cache_dir={tiny_cache}"]
+    train = RealData.load(load_config(None, overrides).data, progress=False).train
+    paths = []
+    for generation in (1, 2):
+        paths.append(str(tmp_path / f"gen_{generation:03d}" / "synthetic.parquet"))
+        write_motion_set(train.select(np.arange(32 * generation - 32, 32 * generation)), paths[-1])
+    out = tmp_path / "metrics.json"
+    arguments = [f"--set={value}" for value in overrides]
+    assert main(["evaluate", *paths, "--out", str(out), *arguments]) == 0
+    rows = json.loads(out.read_text())
+    assert sorted(rows) == sorted(paths)
+    assert rows[paths[0]]["fid"] != rows[paths[1]]["fid"]
