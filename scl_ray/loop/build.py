@@ -49,9 +49,15 @@ def concat_sets(sets: list[MotionSet]) -> MotionSet:
     return sets[0].concat(sets[1:])
 
 
-def summarize_correction(synthetic: MotionSet, corrected: MotionSet) -> dict[str, float]:
-    """Mean physics metrics of the synthetic motions before and after correction, and tracking error."""
+def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
+                         evaluation: MotionEvaluation | None = None) -> dict[str, float]:
+    """Mean physics metrics of the synthetic motions before and after correction, and tracking error;
+    with `evaluation`, also the sets' FID, Matching and Diversity before and after (`set_metrics`)."""
     summary: dict[str, float] = {}
+    if evaluation is not None:
+        for phase, motions in (("before", synthetic), ("after", corrected)):
+            summary.update({f"correction/{name}_{phase}": value
+                            for name, value in evaluation.set_metrics(motions).items()})
     for name in CORRECTION_METRICS + ("tracking_error",):
         for phase in ("before", "after") if name != "tracking_error" else ("",):
             key = f"{name}_{phase}" if phase else name
@@ -83,7 +89,7 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         evaluate=evaluation,
         write_items=write_motion_set,
         read_items=read_motion_set,
-        summarize_correction=summarize_correction,
+        summarize_correction=lambda synthetic, corrected: summarize_correction(synthetic, corrected, evaluation),
         is_writer=rank == 0,
         shared_generation_zero=(storage.join(shared_root, f"gen0_{generation_zero_key(config)}")
                                 if shared_root else None),

@@ -17,7 +17,7 @@ import torch
 from scl_ray.config import Config
 from scl_ray.diffusion.data import MotionTextDataset
 from scl_ray.diffusion.training import DiffusionTrainer, derive_seed
-from scl_ray.evaluation.metrics import compute_all
+from scl_ray.evaluation.metrics import compute_all, diversity, fid
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
 from scl_ray.motion.features import Normalizer, features_to_joints
@@ -124,6 +124,24 @@ class MotionEvaluation:
         self.text_embeddings = self.evaluator.embed_texts(self.captions)
         self.real_embeddings = self.evaluator.embed_motions(test.features)
         self.last_samples: list[np.ndarray] = []
+
+    def set_metrics(self, motions: MotionSet) -> dict[str, float]:
+        """How a motion set looks to the evaluator, e.g. a generation's synthetic set before and after
+        correction: FID against the real test split, Matching (mean distance of each motion to its own
+        first caption) and Diversity. {} when fewer than 2 motions are finite.
+
+        The loop trains on these sets, so these say whether correction moves them towards the real
+        data in the evaluator's eyes, which is the premise of the method.
+        """
+        keep = np.flatnonzero(motions.finite_mask())
+        if len(keep) < 2:
+            return {}
+        embeddings = self.evaluator.embed_motions([motions.features[i] for i in keep])
+        texts = self.evaluator.embed_texts([motions.captions[i][0] for i in keep])
+        settings = self.config.evaluate
+        return {"fid": fid(embeddings, self.real_embeddings),
+                "matching_score": float(np.linalg.norm(texts - embeddings, axis=1).mean()),
+                "diversity": diversity(embeddings, pairs=settings.diversity_pairs, seed=settings.seed)}
 
     def multimodality_embeddings(self, model: MotionLoopModel, seed: int) -> np.ndarray | None:
         settings = self.config.evaluate
