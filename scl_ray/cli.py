@@ -153,6 +153,18 @@ def _data_config(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from scl_ray.loop.data import RealData
+    from scl_ray.motion.store import write_motion_set
+
+    config = _data_config(args)
+    real = RealData.load(config.data)
+    motions = getattr(real, args.split)
+    write_motion_set(motions, args.out)
+    print(f"wrote the {args.split} split of {real.root} ({len(motions)} motions) to {args.out}")
+    return 0
+
+
 def cmd_evaluator_train(args: argparse.Namespace) -> int:
     from scl_ray.loop.data import RealData
     from scl_ray.workflows import dataset_evaluator
@@ -275,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="validate a HumanML3D-layout directory and list every problem")
     check.add_argument("directory")
     check.set_defaults(func=cmd_data_check)
+    export = data.add_parser("export", help="write a split of the configured dataset as a Parquet motion set")
+    export.add_argument("--split", choices=("train", "test"), default="test")
+    export.add_argument("--out", required=True, help="output motion set (.parquet, local path or URI)")
+    export.add_argument("--data", help="HumanML3D-layout directory (default: the procedural dataset)")
+    _add_config_option(export, "data")
+    export.set_defaults(func=cmd_data_export)
     amass = data.add_parser("amass", help="convert AMASS .npz sequences with your SMPL-H model files")
     amass.add_argument("inputs", nargs="+", help="AMASS .npz files")
     amass.add_argument("--model-dir", required=True, help="directory with SMPL-H model files (you bring them)")

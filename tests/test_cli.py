@@ -78,22 +78,25 @@ def test_sample_writes_motions_and_a_gif(tmp_path):
     assert main(["sample", str(checkpoint), "--prompt", "x", "--length", "500", "--out", str(out)]) == 2
 
 
-def test_evaluate_keeps_one_row_per_file_when_names_repeat(tmp_path, tiny_cache):
+def test_data_export_then_evaluate_with_one_row_per_file_when_names_repeat(tmp_path, tiny_cache):
     import json
 
     from scl_ray.config import load_config
     from scl_ray.loop.data import RealData
-    from scl_ray.motion.store import write_motion_set
+    from scl_ray.motion.store import read_motion_set, write_motion_set
     from tests.conftest import TINY_OVERRIDES
 
-    overrides = [*TINY_OVERRIDES, f"data.cache_dir={tiny_cache}"]
-    train = RealData.load(load_config(None, overrides).data, progress=False).train
+    arguments = [f"--set={value}" for value in (*TINY_OVERRIDES, f"data.cache_dir={tiny_cache}")]
+    exported = tmp_path / "train.parquet"
+    assert main(["data", "export", "--split", "train", "--out", str(exported), *arguments]) == 0
+    train = read_motion_set(str(exported))
+    real = RealData.load(load_config(None, [value.removeprefix("--set=") for value in arguments]).data, progress=False)
+    assert train.ids == real.train.ids and np.array_equal(train.features[3], real.train.features[3])
     paths = []
-    for generation in (1, 2):
+    for generation in (1, 2):  # two files of one name, as a loop's gen_*/synthetic.parquet
         paths.append(str(tmp_path / f"gen_{generation:03d}" / "synthetic.parquet"))
         write_motion_set(train.select(np.arange(32 * generation - 32, 32 * generation)), paths[-1])
     out = tmp_path / "metrics.json"
-    arguments = [f"--set={value}" for value in overrides]
     assert main(["evaluate", *paths, "--out", str(out), *arguments]) == 0
     rows = json.loads(out.read_text())
     assert sorted(rows) == sorted(paths)
