@@ -23,6 +23,7 @@ from scl_ray.distributed.runtime import (
     ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, wait_for_capacity,
 )
 from scl_ray.fields import to_dict
+from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import arm_name, trial_name
 
 TUNE_DIR = "_tune"
@@ -114,9 +115,7 @@ def _generation_printer():
             self.total, self.finished = total, 0
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            values = "  ".join(f"{key} {result[key]:.3f}" for key in PROGRESS_METRICS if key in result)
-            print(f"[{trial}] generation {int(result.get('generation', -1))}: {values}  "
-                  f"({result.get('time/generation_s', 0.0):.0f} s)", flush=True)
+            print(f"[{trial}] {progress_line(int(result.get('generation', -1)), result)}", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.finished += 1
@@ -127,8 +126,6 @@ def _generation_printer():
 
     return GenerationPrinter
 
-
-PROGRESS_METRICS = ("fid", "r_precision_top3", "diversity", "physics/phys_err_mm")
 
 
 def _tune_trial_name(trial) -> str:
@@ -191,7 +188,8 @@ def run_single(config: Config, storage_override: str | None = None):
     trial_dir = storage.join(experiment, trial_name(config.loop))
     storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
-                           storage_path=storage.join(experiment, TRAIN_DIR), max_failures=config.sweep.max_failures)
+                           storage_path=storage.join(experiment, TRAIN_DIR), max_failures=config.sweep.max_failures,
+                           announce=True)
     result = trainer.fit()
     if result.error is not None:
         raise result.error

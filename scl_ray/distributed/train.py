@@ -23,19 +23,23 @@ import torch.distributed as dist
 
 import ray.train
 import ray.train.torch
-from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import LoopResources, build_motion_loop
+from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import trial_name
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
 from scl_ray.motion.store import MotionSet
 
 POINTER = "generation.json"
+# Train's INFO lines (every report with all its metrics, every checkpoint) would bury the one line per
+# generation that the loop prints; they stay in the session's log files.
+TRAIN_LOGGING = LoggingConfig(log_level="WARNING")
 
 
 def gather_objects(items: list) -> list:
@@ -99,12 +103,15 @@ class RayCorrection:
             self.pool = None
 
 
-def report_generation(rank: int, logger=None) -> Callable[[int, dict, str], None]:
-    """ray.train.report each generation's metrics with a pointer checkpoint (rank 0 writes it)."""
+def report_generation(rank: int, logger=None, announce: bool = False) -> Callable[[int, dict, str], None]:
+    """ray.train.report each generation's metrics with a pointer checkpoint (rank 0 writes it);
+    with `announce`, rank 0 also prints the generation's progress line (a loop without Tune)."""
 
     def report(generation: int, metrics: dict, generation_dir: str) -> None:
-        if logger is not None and rank == 0:
+        if rank == 0 and logger is not None:
             logger(generation, metrics)
+        if rank == 0 and announce:
+            print(progress_line(generation, metrics), flush=True)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
@@ -156,7 +163,11 @@ def inject_fault(loop, trial: str) -> None:
 
 
 def loop_worker(worker_config: dict) -> dict:
-    """`train_loop_per_worker` of a loop: thin; the loop itself is `scl_ray.loop`."""
+    """`train_loop_per_worker` of a loop: thin; the loop itself is `scl_ray.loop`.
+
+    Progress is one line per generation (printed here, or by the sweep's Tune callback), not
+    per-step bars: Ray forwards each refresh of a worker's bar as a line of its own.
+    """
     config = config_from_dict(worker_config["config"])
     plan = ResourcePlan(**worker_config["plan"])
     context = ray.train.get_context()
@@ -171,7 +182,7 @@ def loop_worker(worker_config: dict) -> dict:
         if rank == 0 and worker_config.get("tensorboard", True):
             logger = GenerationLogger(directory.root, config.loop)
         loop = build_motion_loop(config, resources, directory, correction, device, rank, world_size,
-                                 gather_objects, report_generation(rank, logger), progress=rank == 0,
+                                 gather_objects, report_generation(rank, logger, worker_config.get("announce", False)),
                                  shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
         inject_fault(loop, trial_name(config.loop))
         ran = loop.run()
@@ -184,21 +195,22 @@ def loop_worker(worker_config: dict) -> dict:
 
 def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, storage_path: str,
                  callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True,
-                 shared_root: str | None = None) -> TorchTrainer:
+                 shared_root: str | None = None, announce: bool = False) -> TorchTrainer:
     """The TorchTrainer whose single `fit` runs every generation of one loop.
 
     shared_root: where the loops of a sweep share generation 0 (None: every loop trains its own).
+    announce: print a line per finished generation (a loop run without Tune's callback).
     """
     os.environ.update(ray_environment())
     return TorchTrainer(
         loop_worker,
         train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),
-                           "tensorboard": tensorboard, "shared_root": shared_root},
+                           "tensorboard": tensorboard, "shared_root": shared_root, "announce": announce},
         scaling_config=ScalingConfig(
             num_workers=plan.num_workers, use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.worker_cpus, **({"GPU": plan.worker_gpus} if plan.use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
-                             failure_config=FailureConfig(max_failures=max_failures),
+                             failure_config=FailureConfig(max_failures=max_failures), logging_config=TRAIN_LOGGING,
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
 
@@ -214,7 +226,7 @@ def generation_zero_worker(worker_config: dict) -> dict:
     device = str(ray.train.torch.get_device()) if worker_config["use_gpu"] else "cpu"
     resources = LoopResources.load(config, progress=rank == 0)
     model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
-                            gather_objects, progress=rank == 0)
+                            gather_objects)
     items = resources.real.subset(config.loop.train_size, config.loop.seed)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -224,6 +236,8 @@ def generation_zero_worker(worker_config: dict) -> dict:
     while model.trainer.step < config.train.steps:
         steps = min(chunk, config.train.steps - model.trainer.step)
         stats = model.train(items, steps, seed=config.train.seed)
+        if rank == 0:
+            print(f"step {model.trainer.step}/{config.train.steps}: loss {stats['loss']:.4f}", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
                 model.save(str(Path(folder) / "model.pt"))
@@ -241,7 +255,7 @@ def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, repo
                            "report_every": report_every},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
                                      resources_per_worker={"CPU": plan.worker_cpus}),
-        run_config=RunConfig(name=out.name, storage_path=str(out.parent),
+        run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=TRAIN_LOGGING,
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
     result = trainer.fit()

@@ -107,6 +107,15 @@ def accumulated(mixed_sets: list[ItemSet], concat) -> ItemSet:
     return concat(parts)
 
 
+PROGRESS_METRICS = ("fid", "r_precision_top3", "diversity", "physics/phys_err_mm", "correction/corrected")
+
+
+def progress_line(generation: int, metrics: dict) -> str:
+    """One line that says how a finished generation went (a few metrics and its time)."""
+    values = "  ".join(f"{key.split('/')[-1]} {metrics[key]:.3g}" for key in PROGRESS_METRICS if key in metrics)
+    return f"generation {generation}: {values}  ({metrics.get('time/generation_s', 0.0):.0f} s)"
+
+
 def status_counts(corrected: ItemSet) -> dict[str, float]:
     statuses = list(corrected.status)
     return {f"correction/{name}": float(statuses.count(name)) for name in STATUSES}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scl_ray.config import LoopConfig
-from scl_ray.loop.generation import LoopError, LoopParts, SelfConsumingLoop, accumulated, mix
+from scl_ray.loop.generation import LoopError, LoopParts, SelfConsumingLoop, accumulated, mix, progress_line
 from scl_ray.loop.plan import arm_name, plan_generation, trial_name
 from scl_ray.loop.state import TrialDirectory
 from scl_ray import storage
@@ -213,3 +213,9 @@ def test_a_loop_waits_for_a_generation_zero_being_trained_by_another(tmp_path, m
     first.join()
     assert second_parts.model.trained_sizes == []  # it waited and reused instead of training
     assert TrialDirectory(tmp_path / "b").done_generations() == [0]
+
+
+def test_progress_line_names_the_generation_its_metrics_and_time():
+    line = progress_line(3, {"fid": 0.51234, "diversity": 1.2, "correction/corrected": 30.0, "train/loss": 0.9,
+                             "time/generation_s": 23.6})
+    assert line == "generation 3: fid 0.512  diversity 1.2  corrected 30  (24 s)"
