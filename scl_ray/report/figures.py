@@ -90,8 +90,9 @@ def _legend(figure: Figure, panels) -> None:
         for handle, label in zip(*axes.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
+        # Two entries per panel's width at most: one row of four is wider than a single panel's figure.
         figure.legend(list(entries.values()), list(entries), loc="outside lower center",
-                      ncols=min(len(entries), 4), fontsize="small", frameon=False)
+                      ncols=min(len(entries), 4, 2 * len(panels)), fontsize="small", frameon=False)
 
 
 def timing_figure(trials: list[TrialResult], out_dir: Path) -> Path | None:
