@@ -22,6 +22,7 @@ def test_three_generation_loop_through_ray_train(ray_local, tiny_config):
         statuses = sum(metrics[f"correction/{s}"] for s in ("corrected", "fallback", "passthrough", "nonfinite"))
         assert statuses == 8  # floor(0.5 * 16) synthetic motions, every one accounted for
         assert metrics["time/correct_s"] > 0 and "fid" in metrics
+        assert {"correction/fid_before", "correction/fid_after", "correction/diversity_after"} <= set(metrics)
     root = Path(trial.root)
     assert (root / "gen_003" / "corrected.parquet").is_file()
     assert list(root.glob("events.out.tfevents.*")), "TensorBoard events are written per trial"
