@@ -42,6 +42,21 @@ POINTER = "generation.json"
 TRAIN_LOGGING = LoggingConfig(log_level="WARNING")
 
 
+def quiet_report_lines() -> None:
+    """In a Train worker: drop Train's INFO line for every report (its whole metrics dict).
+
+    Ray 2.60 logs it under a logger named by the file path of its module, outside `ray.train`, so
+    `TRAIN_LOGGING` does not reach it; the logger is looked up the same way here.
+    """
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:  # another Ray layout: nothing to quiet
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def gather_objects(items: list) -> list:
     """This rank's list -> every rank's lists, in rank order (all_gather over the process group)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -168,6 +183,7 @@ def loop_worker(worker_config: dict) -> dict:
     Progress is one line per generation (printed here, or by the sweep's Tune callback), not
     per-step bars: Ray forwards each refresh of a worker's bar as a line of its own.
     """
+    quiet_report_lines()
     config = config_from_dict(worker_config["config"])
     plan = ResourcePlan(**worker_config["plan"])
     context = ray.train.get_context()
@@ -219,6 +235,7 @@ def generation_zero_worker(worker_config: dict) -> dict:
     """`scl-ray train`: train from scratch on the configured real subset, reporting as it goes."""
     from scl_ray.loop.motion import MotionLoopModel
 
+    quiet_report_lines()
     config = config_from_dict(worker_config["config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
