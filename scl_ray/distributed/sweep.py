@@ -127,7 +127,6 @@ def _generation_printer():
     return GenerationPrinter
 
 
-
 def _tune_trial_name(trial) -> str:
     return trial_name(LoopConfig(**trial.config["loop"]))
 
