@@ -55,9 +55,12 @@ def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
     with `evaluation`, also the sets' FID, Matching and Diversity before and after (`set_metrics`)."""
     summary: dict[str, float] = {}
     if evaluation is not None:
-        for phase, motions in (("before", synthetic), ("after", corrected)):
-            summary.update({f"correction/{name}_{phase}": value
-                            for name, value in evaluation.set_metrics(motions).items()})
+        before = evaluation.set_metrics(synthetic)
+        # Only a "corrected" motion differs from its sample (the other statuses return it unchanged),
+        # so a set with none, e.g. every generation of the self-consuming arm, is not scored twice.
+        after = evaluation.set_metrics(corrected) if "corrected" in corrected.status else before
+        for phase, metrics in (("before", before), ("after", after)):
+            summary.update({f"correction/{name}_{phase}": value for name, value in metrics.items()})
     for name in CORRECTION_METRICS + ("tracking_error",):
         for phase in ("before", "after") if name != "tracking_error" else ("",):
             key = f"{name}_{phase}" if phase else name
