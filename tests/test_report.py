@@ -13,6 +13,7 @@ from scl_ray.config import Config, LoopConfig, save_config
 from scl_ray.loop.plan import trial_name
 from scl_ray.report import ReportError, format_summary, load_results, make_report
 from scl_ray.report.figures import metric_figure
+from scl_ray.report.metrics import best_value, better
 from scl_ray.report.results import align, group_by_condition, seed_spread
 from scl_ray.report.tables import late_mean
 
@@ -173,6 +174,13 @@ def test_baseline_is_drawn_in_every_synthetic_ratio_panel(report):
     corrected = panels[1].get_lines()[2]
     np.testing.assert_allclose(corrected.get_ydata(), [np.mean([fid(1.0, 1.0, s, g) for s in (0, 1)])
                                                       for g in range(GENERATIONS)])
+
+
+def test_physics_errors_are_lower_is_better_but_speed_has_no_best():
+    assert better("physics/skate_mm") == better("physics/bone_mm") == better("physics/peak_jerk") == "lower"
+    assert better("physics/speed") is None and better("diversity") is None
+    assert best_value("physics/bone_mm", np.array([0.4, 0.2, 0.3])) == 0.2
+    assert np.isnan(best_value("physics/speed", np.array([0.4, 0.5])))
 
 
 def test_seed_spread_ignores_missing_values():

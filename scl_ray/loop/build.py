@@ -24,7 +24,7 @@ from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, singl
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
 
-CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter")
+CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter", "peak_jerk", "bone_mm")
 
 
 @dataclass

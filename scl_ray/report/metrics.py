@@ -1,8 +1,9 @@
 """Which metrics a report shows, what they are called, and which direction is better.
 
-Lower is better for FID, Matching score and every physics metric (penetration, floating, skating,
-jitter are errors); higher is better for R-precision. Diversity and MultiModality should be close
-to the real data's, not as large or small as possible, so they have no "best".
+Lower is better for FID, Matching score and every physics metric but speed (penetration, floating,
+skating, jitter, bone-length deviation are errors); higher is better for R-precision. Diversity,
+MultiModality and the physics speed should be close to the real data's, not as large or small as
+possible, so they have no "best".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from scl_ray.report.results import TrialResult
 
 MAIN_METRICS = ("fid", "r_precision_top3", "matching_score", "diversity", "multimodality")
 PHYSICS_PREFIX = "physics/"
+NO_BEST = ("diversity", "multimodality", PHYSICS_PREFIX + "speed")
 LABELS = {
     "fid": "FID",
     "r_precision_top1": "R-precision top-1",
@@ -35,6 +37,8 @@ def reported_metrics(trials: list[TrialResult]) -> list[str]:
 
 def better(metric: str) -> str | None:
     """'lower', 'higher', or None when neither extreme is good."""
+    if metric in NO_BEST:
+        return None
     if metric in ("fid", "matching_score") or metric.startswith(PHYSICS_PREFIX):
         return "lower"
     if metric.startswith("r_precision"):

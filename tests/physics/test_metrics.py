@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT, Skeleton
-from scl_ray.physics.metrics import METRIC_NAMES, physics_metrics, physics_metrics_batch
+from scl_ray.physics.metrics import (
+    METRIC_NAMES, bone_mm, float_mm, jitter, peak_jerk, physics_metrics, physics_metrics_batch, run_lengths,
+    skate_mm, speed,
+)
 
 FPS = 20
 
@@ -45,6 +48,20 @@ def standing(frames=60):
     sway = 0.01 * np.sin(2 * np.pi * 0.5 * np.arange(frames) / FPS)
     upper = [j for j in range(22) if j not in FOOT_JOINTS]
     joints[:, upper, 0] += sway[:, None]
+    return joints
+
+
+def rest_pose(frames=60):
+    """The adult's rest pose standing still, (T, 22, 3) metres: ankle and toe joints on the floor."""
+    rest = Skeleton.adult().rest_joints()
+    return np.tile(rest - np.array([0.0, rest[:, 1].min(), 0.0]), (frames, 1, 1))
+
+
+def moving(joints, joint_ids, velocity):
+    """joints with joint_ids translated at a constant velocity (3,) m/s from frame 0."""
+    joints = joints.copy()
+    seconds = np.arange(len(joints)) / FPS
+    joints[:, joint_ids] += seconds[:, None, None] * np.asarray(velocity)
     return joints
 
 
@@ -94,6 +111,73 @@ def test_sliding_stance_feet_gives_skate_and_leaves_floor_metrics_alone(clean):
     assert base["skate_mm"] < slower["skate_mm"] < sliding["skate_mm"]
 
 
+def test_a_planted_foot_sliding_at_a_known_speed_gives_that_skate():
+    # 0.4 m/s at 20 fps is 20 mm per frame.
+    assert skate_mm(moving(rest_pose(), list(range(22)), [0.4, 0.0, 0.0])) == pytest.approx(20.0)
+    # The mean is over (foot joint, frame pair): the left ankle and toe slide, the right ones stay.
+    left = [JOINT["left_ankle"], JOINT["left_foot"]]
+    assert skate_mm(moving(rest_pose(), left, [0.0, 0.0, 0.4])) == pytest.approx(10.0)
+
+
+def test_skate_is_not_diluted_by_frames_without_contact():
+    sliding = moving(rest_pose(60), list(range(22)), [0.3, 0.0, 0.4])  # 0.5 m/s, 25 mm per frame
+    jumping = sliding.copy()
+    jumping[20:40, :, 1] += 0.3  # airborne for 20 frames: no contact there, nor on the pairs into and out of it
+    assert skate_mm(jumping) == pytest.approx(25.0)
+    assert skate_mm(rest_pose() + np.array([0.0, 0.3, 0.0])) == 0.0
+
+
+@pytest.mark.parametrize("airborne, counted", [(16, False), (17, True)])
+def test_float_excuses_a_flight_of_at_most_0_8_seconds(airborne, counted):
+    motion = rest_pose(80)
+    motion[30:30 + airborne, :, 1] += 0.3
+    expected = airborne * 300.0 / 80 if counted else 0.0
+    assert float_mm(motion, fps=FPS) == pytest.approx(expected)
+    # The same frames last half as long at twice the frame rate: a jump's flight again.
+    assert float_mm(motion, fps=2 * FPS) == 0.0
+
+
+def test_run_lengths_label_each_frame_with_its_run():
+    mask = np.array([False, True, True, False, True, True, True])
+    assert run_lengths(mask).tolist() == [0, 2, 2, 0, 3, 3, 3]
+
+
+def test_bone_length_is_zero_for_rigid_motion_and_counts_a_stretched_bone():
+    frames = 60
+    yaw = np.linspace(0.0, np.pi, frames)
+    turn = np.stack([np.stack([np.cos(yaw), 0 * yaw, np.sin(yaw)], -1), np.tile([0.0, 1.0, 0.0], (frames, 1)),
+                     np.stack([-np.sin(yaw), 0 * yaw, np.cos(yaw)], -1)], axis=1)  # (T, 3, 3) rotations about y
+    rigid = np.einsum("tij,tkj->tki", turn, rest_pose(frames)) + np.array([0.5, 0.0, 0.2])
+    assert bone_mm(rigid) == pytest.approx(0.0, abs=1e-9)
+    stretched = rest_pose(frames)
+    wrist, elbow = JOINT["left_wrist"], JOINT["left_elbow"]
+    direction = stretched[0, wrist] - stretched[0, elbow]
+    stretched[:12, wrist] += 0.1 * direction / np.linalg.norm(direction)  # one bone 10 cm longer in 12 frames
+    assert bone_mm(stretched) == pytest.approx(100.0 * 12 / (frames * 21))
+
+
+def test_speed_of_a_uniform_translation_is_its_speed_at_any_frame_rate():
+    motion = moving(rest_pose(), list(range(22)), [0.9, 0.0, 1.2])
+    assert speed(motion) == pytest.approx(1.5)
+    assert speed(motion, fps=2 * FPS) == pytest.approx(3.0)
+
+
+def test_peak_jerk_catches_a_single_frame_teleport_that_jitter_dilutes():
+    still = rest_pose(100)
+    teleport = still.copy()
+    teleport[50] += np.array([0.4, 0.0, 0.0])
+    # Frame 50 enters four third differences with weights 1, 3, 3, 1: the peak is 3 * 0.4 m * 20^3.
+    assert peak_jerk(teleport) == pytest.approx(9600.0)
+    assert jitter(teleport) == pytest.approx(8 * 0.4 * FPS**3 / 97)
+    assert peak_jerk(still) == 0.0
+
+
+def test_peak_jerk_is_at_least_the_mean_jerk(clean):
+    rng = np.random.default_rng(1)
+    for motion in (clean, clean + 0.01 * rng.normal(size=clean.shape), standing()):
+        assert peak_jerk(motion) >= jitter(motion)
+
+
 def test_jitter_grows_with_noise_while_floor_metrics_barely_move(clean):
     rng = np.random.default_rng(0)
     base = physics_metrics(clean)
@@ -113,7 +197,7 @@ def test_jitter_and_acceleration_scale_with_the_frame_rate(clean):
 def test_batch_is_the_mean_over_motions(clean):
     motions = [clean, clean - np.array([0.0, 0.05, 0.0]), standing()]
     batch = physics_metrics_batch(motions)
-    assert set(batch) == set(METRIC_NAMES)
+    assert list(batch) == list(METRIC_NAMES) == list(physics_metrics(clean))
     for name in METRIC_NAMES:
         assert batch[name] == pytest.approx(np.mean([physics_metrics(m)[name] for m in motions]))
 
