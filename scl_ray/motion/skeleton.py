@@ -58,6 +58,92 @@ FOOT_JOINTS_LEFT = (JOINT["left_ankle"], JOINT["left_foot"])
 FOOT_JOINTS_RIGHT = (JOINT["right_ankle"], JOINT["right_foot"])
 FOOT_JOINTS = FOOT_JOINTS_LEFT + FOOT_JOINTS_RIGHT  # (7, 10, 8, 11), the order of the contact block
 
+# The rigid sets of the skeleton, (root joint, its children that move with it): pelvis with hips and
+# spine, chest with neck and collars. In HumanML3D every bone has the adult's length, but these sets'
+# shapes come from each capture subject's SMPL body (the hips sit about 8 cm below the pelvis
+# joint, the collars point up), so they differ between motions and are constant within one.
+RIGID_GROUPS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (JOINT["pelvis"], (JOINT["left_hip"], JOINT["right_hip"], JOINT["spine1"])),
+    (JOINT["spine3"], (JOINT["neck"], JOINT["left_collar"], JOINT["right_collar"])),
+)
+# HumanML3D's rigid sets standing upright and facing +z (metres, the children of RIGID_GROUPS in
+# order, with the adult's bone lengths): the mean shape of five real HumanML3D motions (000000,
+# 007005, 009548, 011673, M010655 of tests/physics/data) in their most upright frames (legs within 5
+# degrees of their straightest). Shapes differ by up to 1.4 cm between these motions. Standing, the
+# SMPL pelvis carries the hips 8.5 cm below its joint and spine1 23 degrees behind the vertical,
+# which best-fitting the textbook shape (spine1 straight up) would turn into a pelvis tilted back.
+HUMANML3D_RIGID_OFFSETS = np.array(
+    [[0.0580, -0.0849, -0.0075], [-0.0623, -0.0905, -0.0026], [0.0029, 0.1212, -0.0512],
+     [-0.0060, 0.2190, -0.0110], [0.0733, 0.1159, -0.0097], [-0.0790, 0.1192, -0.0097]],
+)
+# Procrustes passes of the rigid-set estimate: the first aligns the frames to a template, the second
+# to the shape that pass found (more passes change it by less than a micrometre).
+PROCRUSTES_PASSES = 2
+MAD_TO_SIGMA = 1.4826  # standard deviation of a normal distribution per median absolute deviation
+
+
+def kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) proper rotations R minimising sum_c |R source_c - target_c|^2.
+
+    source: (C, 3); target: (T, C, 3); both about the same origin (no translation is fitted).
+    """
+    covariance = np.einsum("tci,cj->tij", target, source)
+    u, _, vt = np.linalg.svd(covariance)
+    u[..., :, 2] *= np.sign(np.linalg.det(u @ vt))[:, None]
+    return u @ vt
+
+
+def robust_bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """(22,) bone lengths (metres, entry 0 is 0) of joints (T, 22, 3) whose bones should not stretch.
+
+    The median over frames, corrected for the bias of noise: noise of standard deviation s on a bone
+    vector of length L lengthens it on average (E|b| ~ L + s^2 / L, so L^2 ~ E|b|^2 - 2 s^2), and
+    the spread of a rigid bone's length over frames is that noise's radial part, measured robustly
+    (median absolute deviation). Without the correction N(0, 1.5 cm) noise on every joint lengthens
+    the 5.7 cm spine3 bone by 7 mm; with it, by under 1 mm. A single frame gives its own lengths.
+    """
+    lengths = np.linalg.norm(joints[:, 1:] - joints[:, list(PARENTS[1:])], axis=-1)
+    median = np.median(lengths, axis=0)
+    spread = MAD_TO_SIGMA * np.median(np.abs(lengths - median), axis=0)
+    # Never below half the median: noise that large swamps the bone, and a bone must keep a length.
+    return np.concatenate([[0.0], np.sqrt(np.maximum(median**2 - 2.0 * spread**2, 0.25 * median**2))])
+
+
+def _turned_onto(offsets: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, float]:
+    """offsets (C, 3) turned by the rotation that best fits them to template (C, 3), and the misfit of
+    the two shapes (their distance with each scaled to unit norm, so that size does not count)."""
+    turned = offsets @ kabsch(offsets, template[None])[0].T
+    misfit = np.linalg.norm(turned / np.linalg.norm(turned) - template / np.linalg.norm(template))
+    return turned, float(misfit)
+
+
+def rigid_shape(points: np.ndarray, templates: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(C, 3) offsets (root -> child, metres) of a rigid set seen in points (T, 1 + C, 3), root first.
+
+    Every frame's set is centred and rotated (Kabsch) onto a reference, the aligned sets are averaged
+    (coordinate-wise median, which ignores the odd broken frame), and the average is the reference of
+    the next pass. The result is turned onto the nearest of `templates` ((C, 3) offsets of the same
+    set standing upright: the textbook rest pose, HumanML3D's) by the rotation that fits it best. So
+    its orientation does not depend on the way the body faced in the frames measured, a body built by
+    forward kinematics on a template is its own estimate, and the humanoid's neutral stance stands
+    upright, as its hinge limits assume.
+    """
+    centred = points - points.mean(axis=1, keepdims=True)
+    reference = np.vstack([np.zeros(3), templates[0]])
+    for _ in range(PROCRUSTES_PASSES):
+        reference = reference - reference.mean(axis=0)
+        aligned = np.einsum("tji,tcj->tci", kabsch(reference, centred), centred)
+        reference = np.median(aligned, axis=0)
+    offsets = reference[1:] - reference[0]
+    return min((_turned_onto(offsets, template) for template in templates), key=lambda fit: fit[1])[0]
+
+
+def _checked(joints: np.ndarray, caller: str) -> np.ndarray:
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+        raise ValueError(f"{caller} expects joints (T, {NUM_JOINTS}, 3), got {joints.shape}")
+    return joints
+
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -85,15 +171,41 @@ class Skeleton:
         return cls.from_bone_lengths(ADULT_BONE_LENGTHS * scale)
 
     @classmethod
+    def humanml3d(cls) -> "Skeleton":
+        """The adult with HumanML3D's mean rigid sets (HUMANML3D_RIGID_OFFSETS): the one skeleton that
+        comes nearest to every HumanML3D motion when a motion's own cannot be measured."""
+        offsets = cls.adult().offsets.copy()
+        offsets[[child for _, children in RIGID_GROUPS for child in children]] = HUMANML3D_RIGID_OFFSETS
+        return cls(offsets)
+
+    @classmethod
     def from_joints(cls, joints: np.ndarray) -> "Skeleton":
-        """Bone lengths measured on frame 0 of joints (T, 22, 3), with the rest directions."""
-        joints = np.asarray(joints, dtype=np.float64)
-        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
-            raise ValueError(f"Skeleton.from_joints expects joints (T, {NUM_JOINTS}, 3), got {joints.shape}")
+        """Bone lengths measured on frame 0 of joints (T, 22, 3), with the textbook rest directions
+        (HumanML3D's `uniform_skeleton` source; `from_motion` also measures the rigid sets' shapes)."""
+        joints = _checked(joints, "Skeleton.from_joints")
         parents = np.array(PARENTS[1:])
         lengths = np.zeros(NUM_JOINTS)
         lengths[1:] = np.linalg.norm(joints[0, 1:] - joints[0, parents], axis=-1)
         return cls.from_bone_lengths(lengths)
+
+    @classmethod
+    def from_motion(cls, joints: np.ndarray) -> "Skeleton":
+        """The rest offsets of the body performing joints (T, 22, 3), metres.
+
+        Single bones: the textbook directions with robust lengths (`robust_bone_lengths`); rigid sets
+        (RIGID_GROUPS): their shapes averaged over the frames (`rigid_shape`), standing upright as the
+        nearer of the textbook's and HumanML3D's sets stands. Both are medians over frames, so the
+        drifting lengths and noisy frames of generated motions average out;
+        `from_motion(joints[:1])` measures the first frame only.
+        """
+        joints = _checked(joints, "Skeleton.from_motion")
+        offsets = RAW_OFFSETS * robust_bone_lengths(joints)[:, None]
+        humanml3d = cls.humanml3d().offsets
+        for root, children in RIGID_GROUPS:
+            children = list(children)
+            templates = (offsets[children], humanml3d[children])
+            offsets[children] = rigid_shape(joints[:, [root, *children]], templates)
+        return cls(offsets)
 
     @property
     def bone_lengths(self) -> np.ndarray:

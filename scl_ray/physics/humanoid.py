@@ -1,4 +1,4 @@
-"""The MuJoCo humanoid, generated as MJCF from a 22-joint skeleton's bone lengths.
+"""The MuJoCo humanoid, generated as MJCF from a 22-joint skeleton's rest offsets.
 
 Frames. The data are y up, facing +z, left +x (`scl_ray.motion.skeleton`); MuJoCo is z up. The
 simulation frame faces +x, left +y, up +z (MuJoCo's usual humanoid): a cyclic permutation of the
@@ -10,13 +10,15 @@ the bones to its children (a joint's rotation moves its children, as in
 knees and elbows). The five leaves (feet, head, wrists) are sites on their parent body. Every
 skeleton joint has a site of its own name, so the 22 joints are read back from `data.site_xpos`.
 
-Neutral pose. Hinge angles 0 are a natural stance: legs and spine straight, collars out, arms
-hanging, soles flat on the floor with the toe joints on them (HumanML3D's floor is the lowest joint)
-and the ankle joints `ankle_height` above them (anatomically about 8 cm, as in real HumanML3D;
-0 for data that put the ankles on the floor). Hinge limits are anatomical ranges around that
-stance. The rigid sets of the skeleton (pelvis with hips and spine, chest with neck and collars)
-keep the skeleton's rest offsets, so motions made by forward kinematics on the same skeleton are
-reproduced exactly.
+Neutral pose. Hinge angles 0 are a natural stance: legs straight, the chest above the hips,
+collars out, arms hanging, soles flat on the floor with the toe joints on them (HumanML3D's floor
+is the lowest joint) and the ankle joints `ankle_height` above them (anatomically about 8 cm; real HumanML3D motions
+infer 3-6 cm, `infer_ankle_height`; 0 for data that put the ankles on the floor). Hinge limits are
+anatomical ranges around that stance. The rigid sets of the skeleton (pelvis with hips and spine,
+chest with neck and collars) keep the skeleton's rest offsets, so motions made by forward
+kinematics on the same skeleton are reproduced exactly: real HumanML3D motions need their own
+(`Humanoid.for_motion` measures them, `Skeleton.from_motion`), whose SMPL pelvis carries the hips
+below its joint and spine1 behind the hips.
 
 Actuators. A position actuator per hinge, its gain from the inertia the hinge moves (plus, for the
 legs, the body weight they carry), critically damped; and six force-limited position actuators on
@@ -27,12 +29,15 @@ integrates at the simulation rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
 
-from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS, Skeleton
+from scl_ray.motion.skeleton import (
+    FOOT_JOINTS, FOOT_JOINTS_LEFT, FOOT_JOINTS_RIGHT, JOINT, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS,
+    RIGID_GROUPS, Skeleton,
+)
 
 # Names: every body, site, joint and actuator of the model is named here.
 ROOT_JOINT = "root"
@@ -47,20 +52,26 @@ AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 # degrees, in the simulation frame: +y flexes a hip backwards, a knee, and points the toes down;
 # +x tilts towards the left; +z turns to the left. The middle hinge of three sits where poses rarely
 # reach 90 degrees (gimbal lock): abduction for hips, twist for shoulders, which raise to 90 both
-# forwards and sideways.
+# forwards and sideways. Limits are anatomical ranges around the neutral stance, widened to what
+# seven real HumanML3D motions (tests/physics/data) take, with 5-10 degrees to spare: SMPL's knees
+# never straighten and bend sideways at rest, which a knee hinge reproduces only by turning the
+# thigh (up to 116 degrees; the foot turns back within its +-90 and, beyond, twists about its bone);
+# SMPL's lumbar spine bends at spine1 (-45 to 73 degrees), its upper spine bone leans up to 48
+# degrees forward of the chest, knees fold to 170 degrees, collars shrug by up to 63; the procedural
+# kick points the toes 87 degrees down from a flat foot.
 HINGES: dict[str, tuple[tuple[str, float, float], ...]] = {
-    "left_hip": (("y", -130, 35), ("x", -35, 75), ("z", -50, 50)),
-    "right_hip": (("y", -130, 35), ("x", -75, 35), ("z", -50, 50)),
-    "spine1": (("y", -30, 50), ("x", -30, 30), ("z", -35, 35)),
-    "left_knee": (("y", -5, 155),),
-    "right_knee": (("y", -5, 155),),
-    "spine2": (("y", -30, 50), ("x", -30, 30), ("z", -35, 35)),
-    "left_ankle": (("y", -45, 60), ("x", -35, 35), ("z", -35, 35)),
-    "right_ankle": (("y", -45, 60), ("x", -35, 35), ("z", -35, 35)),
-    "spine3": (("y", -30, 50), ("x", -30, 30), ("z", -35, 35)),
-    "neck": (("y", -60, 70), ("x", -50, 50), ("z", -80, 80)),
-    "left_collar": (("z", -30, 30), ("x", -25, 45), ("y", -30, 30)),
-    "right_collar": (("z", -30, 30), ("x", -45, 25), ("y", -30, 30)),
+    "left_hip": (("y", -130, 35), ("x", -35, 75), ("z", -50, 125)),
+    "right_hip": (("y", -130, 35), ("x", -75, 35), ("z", -125, 50)),
+    "spine1": (("y", -50, 80), ("x", -30, 30), ("z", -35, 35)),
+    "left_knee": (("y", -5, 175),),
+    "right_knee": (("y", -5, 175),),
+    "spine2": (("y", -30, 65), ("x", -30, 30), ("z", -35, 35)),
+    "left_ankle": (("y", -55, 90), ("x", -35, 35), ("z", -90, 90)),
+    "right_ankle": (("y", -55, 90), ("x", -35, 35), ("z", -90, 90)),
+    "spine3": (("y", -55, 50), ("x", -30, 30), ("z", -35, 35)),
+    "neck": (("y", -60, 80), ("x", -50, 50), ("z", -80, 80)),
+    "left_collar": (("z", -70, 40), ("x", -35, 55), ("y", -50, 50)),
+    "right_collar": (("z", -40, 70), ("x", -55, 35), ("y", -50, 50)),
     "left_shoulder": (("y", -185, 70), ("z", -95, 95), ("x", -45, 185)),
     "right_shoulder": (("y", -185, 70), ("z", -95, 95), ("x", -185, 45)),
     "left_elbow": (("y", -155, 5),),
@@ -71,6 +82,7 @@ LEAF_JOINTS: tuple[int, ...] = tuple(j for j in range(NUM_JOINTS) if j not in PA
 
 # Adult anthropometry (metres, kilograms), scaled by leg length for other skeletons.
 ANKLE_HEIGHT = 0.08  # ankle joint above the sole; the toe joint lies on the sole
+MAX_ANKLE_HEIGHT = 0.12  # the most `infer_ankle_height` believes of a motion
 HEAD_TOP = 0.11  # crown above the head joint
 REFERENCE_MASS, REFERENCE_STATURE = 70.0, 1.75  # mass scales with stature cubed
 GRAVITY = 9.81
@@ -143,12 +155,28 @@ def default_ankle_height(skeleton: Skeleton) -> float:
     return ANKLE_HEIGHT * leg_length(skeleton) / ADULT_LEG
 
 
+def infer_ankle_height(joints: np.ndarray) -> float:
+    """How far a motion's ankle joints sit above its soles (metres, rounded to 1 cm, in [0, 0.12]).
+
+    The median over frames of the lower ankle's height above the lowest foot joint, joints (T, 22, 3)
+    metres, y up. Datasets differ: HumanML3D's ankle joints ride several centimetres above the toes'
+    joints, the procedural dataset plants ankle and toe joints on the floor together. A humanoid
+    whose feet disagree with the data lifts or sinks every motion. Rounded so that humanoids built
+    for it can be cached per height.
+    """
+    ankles = np.minimum(joints[:, FOOT_JOINTS_LEFT[0], 1], joints[:, FOOT_JOINTS_RIGHT[0], 1])
+    lowest = joints[:, list(FOOT_JOINTS), 1].min(axis=1)
+    return float(np.clip(np.round(np.median(ankles - lowest), 2), 0.0, MAX_ANKLE_HEIGHT))
+
+
 def neutral_offsets(skeleton: Skeleton, ankle_height: float | None = None) -> np.ndarray:
     """(22, 3) bone vectors (parent -> joint) of the neutral stance, metres, data frame.
 
-    The skeleton's rest directions, except the head (up, not forward), the shoulders (out from the
-    collars, not down) and the feet (forward and down from an ankle `ankle_height` metres above the
-    floor (default: anatomical) to the toe joint on it).
+    The skeleton's rest offsets for the rigid sets (RIGID_GROUPS: pelvis, chest) and the textbook
+    rest directions with the skeleton's lengths for the other bones, except the head (up, not
+    forward), the shoulders (out from the collars, not down), the spine2 bone (leaning to bring
+    the chest above the hips) and the feet (forward and down from an ankle `ankle_height` metres
+    above the floor (default: anatomical) to the toe joint on it).
     """
     ankle_height = default_ankle_height(skeleton) if ankle_height is None else ankle_height
     lengths = skeleton.bone_lengths
@@ -156,15 +184,22 @@ def neutral_offsets(skeleton: Skeleton, ankle_height: float | None = None) -> np
     directions[JOINT["head"]] = (0.0, 1.0, 0.0)
     directions[JOINT["left_shoulder"]] = (1.0, 0.0, 0.0)
     directions[JOINT["right_shoulder"]] = (-1.0, 0.0, 0.0)
-    # Both soles rest on the floor, so the shorter leg gets the taller ankle.
-    legs = {side: lengths[JOINT[f"{side}_knee"]] + lengths[JOINT[f"{side}_ankle"]] for side in ("left", "right")}
+    offsets = directions * lengths[:, None]
+    for _, children in RIGID_GROUPS:
+        offsets[list(children)] = skeleton.offsets[list(children)]
+    # The chest stands above the hips: SMPL's upright pelvis carries spine1 5 cm behind them, which
+    # its lumbar curve takes back; the spine2 bone leans forward as far as spine1 sits behind.
+    hips = offsets[[JOINT["left_hip"], JOINT["right_hip"]], 2].mean()
+    lean = np.clip((hips - offsets[JOINT["spine1"], 2]) / lengths[JOINT["spine2"]], -0.9, 0.9)
+    offsets[JOINT["spine2"]] = lengths[JOINT["spine2"]] * np.array([0.0, np.sqrt(1.0 - lean**2), lean])
+    # Both soles rest on the floor, so the leg whose ankle hangs higher (a shorter leg, or a hip set
+    # higher in the pelvis) gets the taller ankle.
+    legs = {side: lengths[JOINT[f"{side}_knee"]] + lengths[JOINT[f"{side}_ankle"]] - offsets[JOINT[f"{side}_hip"], 1]
+            for side in ("left", "right")}
     for side, leg in legs.items():
         foot = JOINT[f"{side}_foot"]
         drop = min((ankle_height + max(legs.values()) - leg) / lengths[foot], 0.9)
-        directions[foot] = (0.0, -drop, np.sqrt(1.0 - drop**2))
-    offsets = directions * lengths[:, None]
-    rigid = [JOINT[name] for name in ("left_hip", "right_hip", "spine1", "neck", "left_collar", "right_collar")]
-    offsets[rigid] = skeleton.offsets[rigid]
+        offsets[foot] = lengths[foot] * np.array([0.0, -drop, np.sqrt(1.0 - drop**2)])
     return offsets
 
 
@@ -178,9 +213,12 @@ class Anthropometry:
 
     @classmethod
     def of(cls, skeleton: Skeleton) -> "Anthropometry":
-        lengths = skeleton.bone_lengths
+        """Stature: sole to crown in the neutral stance (anatomical ankle, legs of the mean length),
+        which counts hips set below the pelvis joint (HumanML3D's) as height."""
         size = leg_length(skeleton) / ADULT_LEG
-        trunk = sum(lengths[JOINT[name]] for name in ("spine1", "spine2", "spine3", "neck", "head"))
+        offsets = neutral_offsets(skeleton)
+        spine = [JOINT[name] for name in ("spine1", "spine2", "spine3", "neck", "head")]
+        trunk = offsets[spine, 1].sum() - offsets[[JOINT["left_hip"], JOINT["right_hip"]], 1].mean()
         stature = (ANKLE_HEIGHT + HEAD_TOP) * size + leg_length(skeleton) + trunk
         return cls(size, stature, REFERENCE_MASS * (stature / REFERENCE_STATURE) ** 3)
 
@@ -206,7 +244,9 @@ def _geoms(joint: int, offsets: np.ndarray, body: Anthropometry) -> list[str]:
         half = np.array([0.0, 0.08 * s, 0.0])
         return [_capsule(centre + half, centre - half, 0.09 * s, MASS_FRACTIONS[name] * m)]
     if name == "spine3":
-        centre = np.array([-0.01, 0.0, 0.09]) * s
+        # The ribcage, across the body: up the neck bone (however the data tilt it), a little behind.
+        up = child[JOINT["neck"]] / np.linalg.norm(child[JOINT["neck"]])
+        centre = 0.09 * s * up + [-0.01 * s, 0.0, 0.0]
         half = np.array([0.0, 0.09 * s, 0.0])
         return [_capsule(centre + half, centre - half, 0.1 * s, MASS_FRACTIONS["spine3"] * m)]
     if name == "neck":
@@ -261,7 +301,7 @@ def _mjcf(skeleton: Skeleton, sim_hz: float, ankle_height: float | None, actuato
     """The humanoid's MJCF: bodies, hinges, geoms, sites, the floor, the two mocap targets, actuators."""
     body = Anthropometry.of(skeleton)
     offsets = neutral_offsets(skeleton, ankle_height)
-    pelvis_height = -min(sum(offsets[JOINT[f"{side}_{part}"], 1] for part in ("knee", "ankle", "foot"))
+    pelvis_height = -min(sum(offsets[JOINT[f"{side}_{part}"], 1] for part in ("hip", "knee", "ankle", "foot"))
                          for side in ("left", "right"))
     # Armature steadies the light distal bodies under stiff servos; contacts are as stiff as the
     # time step allows (2 steps), which keeps loaded soles from creeping.
@@ -385,6 +425,17 @@ class Humanoid:
             orientation_target=int(model.body_mocapid[model.body(ORIENTATION_TARGET).id]),
             anthropometry=Anthropometry.of(skeleton),
         )
+
+    @classmethod
+    def for_motion(cls, joints: np.ndarray, sim_hz: float = 300.0,
+                   settings: HumanoidSettings = HumanoidSettings()) -> "Humanoid":
+        """The humanoid of the body performing joints (T, 22, 3), metres, y up: its skeleton measured
+        on the motion (`Skeleton.from_motion`) and, unless `settings` fix it, its ankle height
+        (`infer_ankle_height`)."""
+        joints = np.asarray(joints, dtype=np.float64)
+        if settings.ankle_height is None:
+            settings = replace(settings, ankle_height=infer_ankle_height(joints))
+        return cls.build(Skeleton.from_motion(joints), sim_hz, settings)
 
     @property
     def weight(self) -> float:

@@ -6,12 +6,14 @@ import mujoco
 import numpy as np
 import pytest
 
-from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, PARENTS, Skeleton
+from scl_ray.motion.procedural import FAMILIES
+from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, PARENTS, RIGID_GROUPS, Skeleton
 from scl_ray.physics.humanoid import (
-    HINGES, Anthropometry, Humanoid, HumanoidSettings, build_humanoid_mjcf, build_model,
-    default_ankle_height, to_data, to_sim,
+    HEAD_TOP, HINGES, Anthropometry, Humanoid, HumanoidSettings, build_humanoid_mjcf, build_model,
+    default_ankle_height, infer_ankle_height, neutral_offsets, to_data, to_sim,
 )
 from scl_ray.physics.retarget import qpos_to_joints
+from tests.physics.clips import procedural, real_motions
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,11 @@ def test_ankles_on_the_floor_variant():
     assert data.contact.dist[: data.ncon].min(initial=0.0) > -1e-3  # no geom starts inside the floor
 
 
-def test_stands_on_its_servos_alone(humanoid):
-    model = build_model(Skeleton.adult(), 300)
+@pytest.mark.parametrize("skeleton, ankle_height", [(Skeleton.adult(), None), (Skeleton.humanml3d(), 0.05)],
+                         ids=["adult", "humanml3d"])
+def test_stands_on_its_servos_alone(skeleton, ankle_height):
+    humanoid = Humanoid.build(skeleton, 300, HumanoidSettings(ankle_height=ankle_height))
+    model = humanoid.model
     model.actuator_forcerange[humanoid.residual_actuators] = 0.0  # no residual wrench to lean on
     data = mujoco.MjData(model)
     standing_pelvis = data.qpos[2]
@@ -87,3 +92,49 @@ def test_mjcf_is_deterministic_and_limits_are_in_the_model():
     knee = model.joint("left_knee_y")
     assert model.jnt_limited[knee.id]
     np.testing.assert_allclose(np.degrees(model.jnt_range[knee.id]), HINGES["left_knee"][0][1:])
+
+
+def test_neutral_stance_on_humanml3d_geometry():
+    skeleton = Skeleton.from_motion(real_motions()["012314"])
+    humanoid = Humanoid.build(skeleton, settings=HumanoidSettings(ankle_height=0.05))
+    offsets = neutral_offsets(skeleton, 0.05)
+    for _, children in RIGID_GROUPS:
+        np.testing.assert_allclose(offsets[list(children)], skeleton.offsets[list(children)])
+    joints = qpos_to_joints(humanoid, humanoid.model.qpos0[None])[0]
+    bones = np.linalg.norm(joints[1:] - joints[list(PARENTS[1:])], axis=1)
+    np.testing.assert_allclose(bones, skeleton.bone_lengths[1:], atol=1e-9)
+    # The pelvis stands high enough for hips 8 cm below it: toes on the floor, nothing in it.
+    assert joints[[JOINT["left_foot"], JOINT["right_foot"]], 1] == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert joints[[JOINT["left_ankle"], JOINT["right_ankle"]], 1].min() == pytest.approx(0.05, abs=1e-9)
+    data = mujoco.MjData(humanoid.model)
+    mujoco.mj_forward(humanoid.model, data)
+    assert data.contact.dist[: data.ncon].min(initial=0.0) > -1e-3
+    # The chest stands above the hips, though SMPL's pelvis carries spine1 5 cm behind them.
+    hips = joints[[JOINT["left_hip"], JOINT["right_hip"]], 2].mean()
+    assert skeleton.offsets[JOINT["spine1"], 2] < -0.03
+    assert joints[JOINT["spine3"], 2] == pytest.approx(hips, abs=1e-9)
+
+
+@pytest.mark.parametrize("skeleton", [Skeleton.adult(), Skeleton.humanml3d()], ids=["adult", "humanml3d"])
+def test_stature_is_sole_to_crown_in_the_neutral_stance(skeleton):
+    humanoid = Humanoid.build(skeleton)  # anatomical ankle height
+    head = qpos_to_joints(humanoid, humanoid.model.qpos0[None])[0, JOINT["head"], 1]
+    body = Anthropometry.of(skeleton)
+    # Within the half difference of the legs' lengths: the stature takes their mean, the stance the longer.
+    assert body.stature == pytest.approx(head + HEAD_TOP * body.size, abs=0.006)
+
+
+def test_ankle_height_is_inferred_per_dataset_convention():
+    assert {infer_ankle_height(procedural(family)) for family in FAMILIES} == {0.0}
+    assert all(0.03 <= infer_ankle_height(joints) <= 0.06 for joints in real_motions().values())
+
+
+def test_humanoid_for_a_motion_takes_its_skeleton_and_feet():
+    joints = real_motions()["012314"]
+    humanoid = Humanoid.for_motion(joints)
+    np.testing.assert_allclose(humanoid.skeleton.offsets, Skeleton.from_motion(joints).offsets)
+    toe, ankle = qpos_to_joints(humanoid, humanoid.model.qpos0[None])[0, [JOINT["left_foot"], JOINT["left_ankle"]], 1]
+    assert ankle - toe >= infer_ankle_height(joints) - 1e-9
+    fixed = Humanoid.for_motion(joints, settings=HumanoidSettings(ankle_height=0.0))
+    assert qpos_to_joints(fixed, fixed.model.qpos0[None])[0, [JOINT["left_ankle"], JOINT["right_ankle"]], 1].min() \
+        == pytest.approx(0.0, abs=1e-9)

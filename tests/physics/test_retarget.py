@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from scl_ray.motion.skeleton import JOINT, NUM_JOINTS, PARENTS, Skeleton
-from scl_ray.physics.humanoid import HINGES, Humanoid, HumanoidSettings
+from scl_ray.motion.procedural import FAMILIES
+from scl_ray.motion.skeleton import JOINT, NUM_JOINTS, PARENTS, RIGID_GROUPS, Skeleton
+from scl_ray.physics.humanoid import HINGES, Humanoid, HumanoidSettings, infer_ankle_height
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
+from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 
 FPS = 20
 
@@ -37,6 +39,30 @@ def smooth_random_motion(humanoid, frames=120, seed=0, reach=0.7):
 
 def mean_error_mm(a, b):
     return float(np.linalg.norm(a - b, axis=-1).mean() * 1000)
+
+
+def round_trip_mm(humanoid, joints):
+    """Mean per-joint distance (mm) between joints (T, 22, 3) and their retargeting's kinematics."""
+    return mean_error_mm(qpos_to_joints(humanoid, joints_to_qpos(humanoid, joints)), joints)
+
+
+def limited_hinges(humanoid, joints):
+    """Names of the bodies with a hinge at its limit in some frame of the retargeted joints."""
+    qpos = np.degrees(joints_to_qpos(humanoid, joints))
+    return {name for name, hinges in HINGES.items()
+            if np.any(np.isclose(qpos[:, humanoid.hinge_qpos[name]], [[h[1] for h in hinges]], atol=1e-6)
+                      | np.isclose(qpos[:, humanoid.hinge_qpos[name]], [[h[2] for h in hinges]], atol=1e-6))}
+
+
+def adult_for(joints):
+    return Humanoid.build(Skeleton.adult(), settings=HumanoidSettings(ankle_height=infer_ankle_height(joints)))
+
+
+def shaped_clip(family):
+    """The procedural family on the rigid sets of a real motion (a different one for each family)."""
+    real = real_motions()
+    source = list(real)[FAMILIES.index(family) % len(real)]
+    return humanml3d_shaped(procedural(family), real[source])
 
 
 def test_round_trip_of_motions_within_the_limits(humanoid):
@@ -71,15 +97,16 @@ def test_hinges_stay_within_their_limits_on_wild_input(humanoid):
 def test_a_clipped_hinge_moves_only_what_hangs_below_it(humanoid):
     qpos = humanoid.model.qpos0[None].copy()
     knee = humanoid.hinge_qpos["left_knee"][0]
-    qpos[0, knee] = np.radians(170)  # beyond the knee's 155 degrees
+    limit, beyond = HINGES["left_knee"][0][2], 4.0  # the knee folds to 179 degrees, past its limit
+    qpos[0, knee] = np.radians(limit + beyond)
     joints = qpos_to_joints(humanoid, qpos)
     retargeted = joints_to_qpos(humanoid, joints)
-    assert np.degrees(retargeted[0, knee]) == pytest.approx(HINGES["left_knee"][0][2])
+    assert np.degrees(retargeted[0, knee]) == pytest.approx(limit)
     error = np.linalg.norm(qpos_to_joints(humanoid, retargeted) - joints, axis=-1)[0]
     below = [JOINT["left_ankle"], JOINT["left_foot"]]
     assert np.delete(error, below).max() < 1e-6
     shin = Skeleton.adult().bone_lengths[JOINT["left_ankle"]]
-    assert error[JOINT["left_ankle"]] == pytest.approx(2 * shin * np.sin(np.radians(15) / 2), rel=1e-3)
+    assert error[JOINT["left_ankle"]] == pytest.approx(2 * shin * np.sin(np.radians(beyond) / 2), rel=1e-3)
     assert error[JOINT["left_foot"]] <= error[JOINT["left_ankle"]] + 1e-9  # the foot turns back towards it
 
 
@@ -102,3 +129,41 @@ def test_rejects_non_finite_and_misshapen_joints(humanoid):
         joints_to_qpos(humanoid, joints)
     with pytest.raises(ValueError, match=r"\(T, 22, 3\)"):
         joints_to_qpos(humanoid, np.zeros((5, 21, 3)))
+
+
+def test_humanml3d_shaped_clips_take_the_real_geometry():
+    real = real_motions()["012314"]
+    clip = humanml3d_shaped(procedural("walk"), real)
+    bones = np.linalg.norm(clip[:, 1:] - clip[:, list(PARENTS[1:])], axis=-1)
+    # The rigid sets' bones keep the real motion's lengths, which round HumanML3D's to 5e-5 m.
+    np.testing.assert_allclose(bones, np.tile(Skeleton.adult().bone_lengths[1:], (len(clip), 1)), atol=1e-4)
+    for root, children in RIGID_GROUPS:
+        points = [root, *children]
+        distances = np.linalg.norm(clip[:, points, None] - clip[:, None, points], axis=-1)
+        np.testing.assert_allclose(distances, np.broadcast_to(distances[:1], distances.shape), atol=1e-9)
+        shape = real[0, points]
+        np.testing.assert_allclose(distances[0], np.linalg.norm(shape[:, None] - shape[None], axis=-1), atol=1e-6)
+    assert clip[..., 1].min() == 0.0
+
+
+@pytest.mark.parametrize("motion_id", sorted(real_motions()))
+def test_round_trip_of_real_humanml3d_motions(motion_id):
+    joints = real_motions()[motion_id]
+    # The textbook adult cannot take SMPL's pelvis and chest: its hips are 8 cm too high.
+    assert round_trip_mm(adult_for(joints), joints) > 50.0
+    humanoid = Humanoid.for_motion(joints)
+    assert round_trip_mm(humanoid, joints) < 5.0
+    # The limits hold real poses; only the feet's roll and twist, which a twist about the foot bone
+    # replaces, reach theirs (SMPL's sideways knees turn the thighs, see HINGES).
+    assert limited_hinges(humanoid, joints) <= {"left_ankle", "right_ankle"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_round_trip_of_humanml3d_shaped_and_procedural_motions(family):
+    clip, joints = shaped_clip(family), procedural(family)
+    assert round_trip_mm(adult_for(clip), clip) > 50.0
+    for motion in (clip, joints):
+        humanoid = Humanoid.for_motion(motion)
+        assert round_trip_mm(humanoid, motion) < 1.0
+        assert not limited_hinges(humanoid, motion)
+    assert round_trip_mm(adult_for(joints), joints) < 1.0  # the procedural data's own skeleton
