@@ -5,15 +5,19 @@ Prints one JSON object and saves it to benchmarks/results/corrector_throughput.j
   motions_per_s_per_core  PhysicsCorrector on a features batch (196 frames each: feature recovery,
                           retargeting, tracking, feature extraction, physics metrics) in one process
   limit_ratio             that rate over bare mj_step of the same model for the same number of steps
-                          per motion, measured in the same run (1.0 = no overhead beyond stepping)
+                          per motion, measured in the same run (1.0 = no overhead beyond stepping;
+                          the corrector also builds a humanoid per motion, retargets, computes the
+                          inverse dynamics and the contact forces, and rolls back where it needs help)
   actors                  processes in the scaling run
   scaling                 motions/s of `actors` processes (one corrector each, one core each) over one
-  by_sim_hz               the same rate and ratio, and the tracking quality (mean tracking error,
-                          share corrected), at every --sim-hz, to choose the default from
+  by_sim_hz               the same rate and ratio, and the tracking quality (mean tracking error, share
+                          corrected, share of motions that needed help, mean residual force in body
+                          weights), at every --sim-hz, to choose the default from
+  machine                 the CPU
 
 Motions are procedural (walks, runs, jumps, kicks, ...; the embedded dataset) stretched to 196
-frames by playing them forwards then backwards; the humanoid is built with ankles on the floor, as
-the procedural generator places them. Times are the best of --repeats.
+frames by playing them forwards then backwards (each motion gets its own humanoid, built on its
+geometry, as in production). Times are the best of --repeats.
 
 Usage: python benchmarks/corrector_throughput.py [--sim-hz 300 100 150 200 450] [--motions 8]
 """
@@ -35,14 +39,15 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from procedural_speed import cpu_model  # noqa: E402
 from scl_ray.config import CorrectConfig  # noqa: E402
+from scl_ray.motion.features import features_to_joints  # noqa: E402
 from scl_ray.motion.features import joints_to_features  # noqa: E402
 from scl_ray.motion.procedural import generate_motions  # noqa: E402
 from scl_ray.physics.corrector import PhysicsCorrector  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "corrector_throughput.json"
 FRAMES = 196  # feature frames per motion, HumanML3D's maximum
-ANKLES_ON_THE_FLOOR = {"ankle_height": 0.0}
 
 
 def batch(motions: int, seed: int) -> dict[str, np.ndarray]:
@@ -67,11 +72,11 @@ def best_time(function, repeats: int) -> float:
 
 
 def measure(sim_hz: int, motions: dict[str, np.ndarray], repeats: int) -> dict:
-    corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz), **ANKLES_ON_THE_FLOOR)
+    corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz))
     count = len(motions["features"])
     out = corrector(motions)  # warm-up, and the quality of the result
     per_motion = best_time(lambda: corrector(motions), repeats) / count
-    model = corrector.humanoid.model
+    model = corrector.humanoid_for(features_to_joints(motions["features"][0])).model
     data = mujoco.MjData(model)
     # The corrector simulates FRAMES + 1 joint frames, so FRAMES frame intervals per motion.
     steps = int(round(FRAMES * sim_hz / corrector.settings.fps))
@@ -86,14 +91,15 @@ def measure(sim_hz: int, motions: dict[str, np.ndarray], repeats: int) -> dict:
     return {"sim_hz": sim_hz, "motions_per_s_per_core": 1.0 / per_motion, "limit_ratio": bare_per_motion / per_motion,
             "bare_steps_per_s": steps / bare_per_motion, "share_corrected": float(corrected.mean()),
             "tracking_error_mm": float(np.nanmean(out["tracking_error"][corrected]) * 1000),
-            "falls_per_motion": float(out["falls"].mean())}
+            "share_helped": float((out["help_max"][corrected] > 0).mean()),
+            "residual_body_weights": float(np.nanmean(out["residual"][corrected]))}
 
 
 def _worker(args: tuple[int, int, dict, int]) -> float:
     core, sim_hz, motions, repeats = args
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
-    corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz), **ANKLES_ON_THE_FLOOR)
+    corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz))
     corrector(motions)
     return len(motions["features"]) / best_time(lambda: corrector(motions), repeats)
 
@@ -127,7 +133,8 @@ def main() -> None:
               "limit_ratio": default["limit_ratio"], "actors": args.actors,
               "scaling": scaling(default["sim_hz"], motions, args.repeats, args.actors),
               "by_sim_hz": sorted(by_sim_hz, key=lambda row: row["sim_hz"]),
-              "motions": args.motions, "frames": FRAMES, "cores": len(os.sched_getaffinity(0))}
+              "motions": args.motions, "frames": FRAMES, "cores": len(os.sched_getaffinity(0)),
+              "machine": cpu_model()}
     text = json.dumps(result, indent=2)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(text + "\n")

@@ -113,14 +113,19 @@ class CorrectConfig:
     """The MuJoCo physics corrector (a humanoid tracking each synthetic motion)."""
 
     sim_hz: int = setting(300, low=100, high=1000, help="simulation rate")
-    control_hz: int = setting(30, low=10, high=1000, help="rate at which PD targets are updated")
-    residual_force_limit: float = setting(0.3, low=0.0, help="root residual force limit, in body weights")
+    control_hz: int = setting(60, low=10, high=1000,
+                              help="rate of the feed-forward, the contact forces and the PD targets")
+    residual_force_limit: float = setting(0.3, low=0.0, help="residual root force without help, in body weights")
     ankle_height: float | None = setting(None, low=0.0, high=0.2,
                                          help="ankle joints above the soles, metres; None infers it per motion")
-    fall_angle: float = setting(1.0, low=0.0, low_open=True, help="root tilt (radians) from the reference that counts as a fall")
+    fall_distance: float = setting(0.15, low=0.0, low_open=True,
+                                   help="metres of root deviation from the reference that roll back with more help")
+    fall_angle: float = setting(0.5, low=0.0, low_open=True,
+                                help="root tilt (radians) from the reference that rolls back with more help")
+    help_levels: int = setting(4, low=0, help="rungs of the help ladder (each triples the root servo's force)")
     kp_scale: float = setting(1.0, low=0.0, low_open=True, help="multiplies every joint's position gain")
-    fall_height: float = setting(0.35, low=0.0, help="metres of root deviation from the reference that count as a fall")
-    max_recoveries: int = setting(5, low=0, help="falls recovered before a motion is a fallback")
+    on_failure: Literal["drop", "raw"] = setting(
+        "drop", help="motions that cannot be simulated: left out of training, or trained on as sampled")
     batch_size: int = setting(8, low=1, help="motions per actor call (a Ray Data batch)")
     pool: Literal["resident", "data"] = setting(
         "resident", help="a loop's corrector actors: kept for all generations, or a Ray Data pipeline per generation")

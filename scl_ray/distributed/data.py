@@ -8,7 +8,7 @@
          (`correct_file` also writes it as one Parquet file)
 
 No motion is ever lost: if the corrector raises for a batch, its motions are retried one by one and
-those that still fail come back uncorrected with status "passthrough" and the error text in
+those that still fail come back uncorrected with status "failed" and the error text in
 `stats["error"]`; an actor process that dies is replaced and its batch retried; the driver checks
 that every input id came back exactly once.
 
@@ -45,7 +45,7 @@ from scl_ray.motion.store import MotionSet, from_padded_batch, to_padded_batch, 
 
 logger = logging.getLogger(__name__)
 
-PASSTHROUGH = "passthrough"
+FAILED = "failed"
 # Finite, unlike Ray Data's default of forever: a motion that kills the simulator process every
 # time must fail the run with an error rather than retry it without end.
 ACTOR_RESTARTS = 3
@@ -81,14 +81,14 @@ class CorrectorActor:
         """Motion-set rows (store.SCHEMA) -> the same motions as corrected rows (store.SCHEMA).
 
         If the corrector fails on the whole batch, each motion is retried alone, so that only the
-        motions it really cannot handle come back as passthrough.
+        motions it really cannot handle come back as failed.
         """
         motions = MotionSet.from_table(batch, where="Ray Data batch")
         try:
             return self._correct(motions)
         except Exception as error:  # whatever the corrector's failure, its motions must come back
             if len(motions) == 1:
-                return _passthrough(motions, error)
+                return _failed(motions, error)
             logger.warning("corrector failed on a batch of %d motions (%s … %s); retrying them one by one: %s",
                            len(motions), motions.ids[0], motions.ids[-1], _describe(error))
         return pa.concat_tables([self._correct_or_pass(motions.select([index])) for index in range(len(motions))])
@@ -106,21 +106,21 @@ class CorrectorActor:
         try:
             return self._correct(motion)
         except Exception as error:  # see __call__
-            return _passthrough(motion, error)
+            return _failed(motion, error)
 
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _passthrough(motions: MotionSet, error: BaseException) -> pa.Table:
-    """The motions uncorrected, marked passthrough, with the error text in `stats["error"]`."""
+def _failed(motions: MotionSet, error: BaseException) -> pa.Table:
+    """The motions uncorrected, marked failed, with the error text in `stats["error"]`."""
     text = _describe(error)
-    logger.warning("corrector failed on motion(s) %s; passing them through uncorrected", motions.ids,
+    logger.warning("corrector failed on motion(s) %s; returning them uncorrected, marked failed", motions.ids,
                    exc_info=error)
     return MotionSet(ids=motions.ids, captions=motions.captions, features=motions.features,
                      source=["corrected"] * len(motions), generation=motions.generation,
-                     status=[PASSTHROUGH] * len(motions),
+                     status=[FAILED] * len(motions),
                      stats=[{**before, "error": text} for before in motions.stats]).to_table()
 
 
@@ -265,7 +265,7 @@ def _actor_deaths_explained():
         raise RuntimeError(
             f"correction stopped: a corrector actor process died {ACTOR_RESTARTS + 1} times or a batch failed "
             f"{TASK_RETRIES + 1} times ({type(error).__name__}). A motion that crashes the simulator process "
-            "(a segfault, not a Python exception, which would give a passthrough) is the likely cause; the "
+            "(a segfault, not a Python exception, which would mark the motion failed) is the likely cause; the "
             "corrector actors' logs show the crash") from error
 
 
@@ -275,7 +275,7 @@ class CorrectorPool:
     `correct` splits a set into blocks of at most `config.batch_size` motions, about two per actor,
     hands each block to the next free actor, and returns every motion in input order, like
     `correct_motion_set`. An actor whose process dies is restarted and its block retried (up to
-    ACTOR_RESTARTS / TASK_RETRIES times); a corrector error on a motion gives a passthrough.
+    ACTOR_RESTARTS / TASK_RETRIES times); a corrector error on a motion marks it failed.
     The actors start when the pool is made (their start-up overlaps whatever the caller does next)
     and hold their CPUs until `close` (or until the process that made them exits).
     """

@@ -74,12 +74,12 @@ def broadcast_from_rank0(value):
     return holder[0]
 
 
-def passthrough(synthetic: MotionSet) -> MotionSet:
+def uncorrected(synthetic: MotionSet) -> MotionSet:
     """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed."""
     count = len(synthetic)
     return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
                      source=["corrected"] * count, generation=list(synthetic.generation),
-                     status=["passthrough"] * count, stats=[{"skipped": "strength 0"} for _ in range(count)])
+                     status=["uncorrected"] * count, stats=[{"skipped": "strength 0"} for _ in range(count)])
 
 
 class RayCorrection:
@@ -102,7 +102,7 @@ class RayCorrection:
     def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
         corrected = None
         if self.config.loop.strength == 0:
-            corrected = passthrough(synthetic)
+            corrected = uncorrected(synthetic)
         elif self.rank == 0:
             if self.pool is not None:
                 corrected = self.pool.correct(synthetic)

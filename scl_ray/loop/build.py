@@ -25,6 +25,8 @@ from scl_ray.loop.state import TrialDirectory
 from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
 
 CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter", "peak_jerk", "bone_mm")
+# Per-motion numbers of a correction averaged over the corrected motions (`PhysicsCorrector` columns).
+CORRECTION_REPORT = ("tracking_error", "help_frames", "help_max", "residual")
 
 
 @dataclass
@@ -61,8 +63,8 @@ def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
         after = evaluation.set_metrics(corrected) if "corrected" in corrected.status else before
         for phase, metrics in (("before", before), ("after", after)):
             summary.update({f"correction/{name}_{phase}": value for name, value in metrics.items()})
-    for name in CORRECTION_METRICS + ("tracking_error",):
-        for phase in ("before", "after") if name != "tracking_error" else ("",):
+    for name in CORRECTION_METRICS + CORRECTION_REPORT:
+        for phase in ("before", "after") if name not in CORRECTION_REPORT else ("",):
             key = f"{name}_{phase}" if phase else name
             values = [stats[key] for stats in corrected.stats if isinstance(stats.get(key), (int, float))]
             values = [v for v in values if np.isfinite(v)]
@@ -94,6 +96,7 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         read_items=read_motion_set,
         summarize_correction=lambda synthetic, corrected: summarize_correction(synthetic, corrected, evaluation),
         is_writer=rank == 0,
+        keep_failed=config.correct.on_failure == "raw",
         shared_generation_zero=(storage.join(shared_root, f"gen0_{generation_zero_key(config)}")
                                 if shared_root else None),
     )

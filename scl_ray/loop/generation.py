@@ -26,7 +26,10 @@ from scl_ray.loop.plan import GenerationPlan, arm_name, plan_generation, replace
 from scl_ray import storage
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
-STATUSES = ("corrected", "fallback", "passthrough", "nonfinite")
+# What became of each synthetic item: corrected; failed (the corrector could not correct it, and it
+# comes back as sampled); nonfinite (NaN or inf, never trained on); uncorrected (by design: an arm
+# that does not correct).
+STATUSES = ("corrected", "failed", "nonfinite", "uncorrected")
 CLAIM = "CLAIMED"
 CLAIM_STALE_S = 6 * 3600.0
 CLAIM_POLL_S = 2.0
@@ -82,6 +85,8 @@ class LoopParts:
     shared_generation_zero: str | None = None
     # Rank 0's decision, given to every rank (identity in one process; a broadcast under DDP).
     broadcast: Callable[[Any], Any] = field(default=lambda value: value)
+    # Train on items whose correction failed, as sampled (`correct.on_failure: raw`), instead of leaving them out.
+    keep_failed: bool = False
 
 
 def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
@@ -90,12 +95,20 @@ def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
     return rng.choice(num_real, size=num, replace=num > num_real)
 
 
-def mix(synthetic: ItemSet, corrected: ItemSet, strength: float, seed: int, concat) -> ItemSet:
-    """Each synthetic item replaced by its correction with probability `strength`; non-finite dropped."""
+def mix(synthetic: ItemSet, corrected: ItemSet, strength: float, seed: int, concat,
+        keep_failed: bool = False) -> ItemSet:
+    """Each synthetic item replaced by its correction with probability `strength`; non-finite items
+    dropped, and so are replaced items whose correction failed unless `keep_failed` (then they are
+    trained on as sampled)."""
     if len(synthetic) != len(corrected):
         raise LoopError(f"the corrector returned {len(corrected)} items for {len(synthetic)} synthetic ones")
     replace = replacement_mask(len(synthetic), strength, seed)
-    chosen = concat([synthetic.select(np.flatnonzero(~replace)), corrected.select(np.flatnonzero(replace))])
+    if not keep_failed:
+        failed = np.array([status == "failed" for status in corrected.status], dtype=bool)
+        replaced = np.flatnonzero(replace & ~failed)
+    else:
+        replaced = np.flatnonzero(replace)
+    chosen = concat([synthetic.select(np.flatnonzero(~replace)), corrected.select(replaced)])
     return chosen.select(np.flatnonzero(chosen.finite_mask()))
 
 
@@ -154,7 +167,7 @@ class SelfConsumingLoop:
         plan = self.plan(generation)
         synthetic = self.parts.read_items(self.directory.file(generation, SYNTHETIC))
         corrected = self.parts.read_items(self.directory.file(generation, CORRECTED))
-        return mix(synthetic, corrected, plan.strength, plan.seed, self.parts.concat)
+        return mix(synthetic, corrected, plan.strength, plan.seed, self.parts.concat, self.parts.keep_failed)
 
     def run(self, progress: Callable[[int, dict], None] | None = None) -> list[dict]:
         """Run every generation not yet DONE; returns the metrics of those it ran."""
@@ -197,7 +210,7 @@ class SelfConsumingLoop:
             if writer:
                 parts.write_items(synthetic, directory.file(g, SYNTHETIC))
                 parts.write_items(corrected, directory.file(g, CORRECTED))
-            mixed = mix(synthetic, corrected, plan.strength, plan.seed, parts.concat)
+            mixed = mix(synthetic, corrected, plan.strength, plan.seed, parts.concat, parts.keep_failed)
             if self.loop.accumulate:
                 self.mixed_history.append(mixed)
                 mixed = accumulated(self.mixed_history, parts.concat)

@@ -8,7 +8,7 @@ One row per motion:
     features    list<fixed_size_list<float32, 263>>      one 263-vector per frame, 20 fps
     source      string                                   real | synthetic | corrected
     generation  int32                                    loop generation that made it (0 for real data)
-    status      string                                   "" or the corrector's verdict (corrected, fallback, …)
+    status      string                                   "" or what became of it (corrected, failed, nonfinite, uncorrected)
     stats       string                                   JSON object of free-form per-motion numbers/strings
 
 Round trips are exact: feature bytes (NaN included) and stats survive unchanged.

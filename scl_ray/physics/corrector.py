@@ -1,62 +1,71 @@
 """PhysicsCorrector: a batch of synthetic motions in, the motions the simulated humanoid performs out.
 
-Built once per process (a Ray Data actor later): the MuJoCo model is compiled in __init__ and one
-MjData is reused for every motion. Each motion is handled on its own; whatever goes wrong with one
-becomes its status and error text, never an exception for the batch:
+Built once per process (a Ray Data actor later). Per motion: features -> joints; kinematic clean-ups
+(`reference.clean_reference`: out-of-place joints, the floor, sliding support, noise); a humanoid built
+on the motion's own geometry (`Humanoid.for_motion`: bone lengths, SMPL-shaped pelvis and chest,
+ankle height); retargeting; tracking (`tracker.track`: inverse dynamics, PD, the feet carrying the
+body, a budgeted residual, rollback with more help, never a reset); the simulated joints -> features.
+Each motion is handled on its own; whatever goes wrong with one becomes its status and error text,
+never an exception for the batch:
 
-- corrected: simulated; the output features describe what the humanoid did;
-- fallback: the humanoid fell more than `max_recoveries` times or the simulation failed; the
-  motion is returned unchanged;
-- passthrough: the motion could not be read (too short, bad length, feature recovery failed); it is
-  returned unchanged;
+- corrected: simulated; the output features describe what the humanoid did. `help_max`,
+  `help_frames` and `help_where` say how much help the simulation needed and where;
+- failed: the motion could not be simulated (too short, a length outside the batch, a body flying
+  off, the simulation diverging with the most help); its features come back unchanged and `error`
+  says why. The loop leaves failed motions out of training unless `correct.on_failure` is "raw";
 - nonfinite: the features hold NaN or inf; returned unchanged, to be excluded from training.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
 from scl_ray.config import CorrectConfig
 from scl_ray.motion.features import features_to_joints, joints_to_features
-from scl_ray.motion.skeleton import FOOT_JOINTS, FOOT_JOINTS_LEFT, FOOT_JOINTS_RIGHT, Skeleton
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
-from scl_ray.physics.metrics import METRIC_NAMES, MIN_FRAMES, physics_metrics
-from scl_ray.physics.tracker import (
-    REFERENCE_SMOOTHING, TrackerSettings, TrackingFailed, reference_from_joints, track,
-)
+from scl_ray.physics.metrics import FPS, METRIC_NAMES, MIN_FRAMES, physics_metrics
+from scl_ray.physics.reference import clean_reference
+from scl_ray.physics.tracker import TrackerSettings, TrackingFailed, reference_from_joints, track
 
-STATUSES = ("corrected", "fallback", "passthrough", "nonfinite")
-FPS = 20.0
-MAX_ANKLE_HEIGHT = 0.12
+STATUSES = ("corrected", "failed", "nonfinite")
 METRIC_COLUMNS = tuple(f"{name}_{when}" for name in METRIC_NAMES for when in ("before", "after"))
+# Per-motion numbers of a correction, besides the metrics (see `Correction`).
+REPORT_COLUMNS = ("tracking_error", "help_max", "help_frames", "residual", "rollbacks", "floor", "drift",
+                  "smoothing", "spikes")
+# A body beyond these has left the scene: no human moves its pelvis faster, and no HumanML3D motion
+# goes further from its start. Such a motion is failed with that reason instead of simulated.
+MAX_PELVIS_SPEED = 15.0  # m/s
+MAX_DISTANCE = 100.0  # m
 
 
 @dataclass(frozen=True)
 class Correction:
-    """One motion's outcome: joints (T, 22, 3) metres, y up (the input's when not corrected)."""
+    """One motion's outcome: joints (T, 22, 3) metres, y up (the input's when not corrected); status;
+    per frame the help level the simulation needed (T,) (empty when not simulated); per-motion numbers
+    (REPORT_COLUMNS: tracking_error m from the cleaned reference, help_max, help_frames, residual in
+    body weights, rollbacks, floor m, drift m/s, smoothing frames, spikes); the error text."""
 
     joints: np.ndarray
     status: str
-    falls: int = 0
-    tracking_error: float = float("nan")  # mean per-joint distance, simulated to reference, metres
+    help: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=int))
+    report: dict = dataclasses.field(default_factory=dict)
     error: str = ""
 
-
-def infer_ankle_height(joints: np.ndarray) -> float:
-    """How far a motion's ankle joints sit above its soles (metres, rounded to 1 cm, in [0, 0.12]).
-
-    The median over frames of the lower ankle's height above the lowest foot joint. Datasets differ:
-    HumanML3D's ankle joints ride about 8 cm above the toes' joints, the procedural dataset plants
-    ankle and toe joints on the floor together. A humanoid whose feet disagree with the data lifts or
-    sinks every motion, so the corrector builds (once, then caches) a humanoid per inferred height.
-    """
-    ankles = np.minimum(joints[:, FOOT_JOINTS_LEFT[0], 1], joints[:, FOOT_JOINTS_RIGHT[0], 1])
-    lowest = joints[:, list(FOOT_JOINTS), 1].min(axis=1)
-    return float(np.clip(np.round(np.median(ankles - lowest), 2), 0.0, MAX_ANKLE_HEIGHT))
+    @property
+    def help_where(self) -> str:
+        """Frame ranges simulated with help, as "first-last:level" joined by spaces ("" when none)."""
+        parts, frame = [], 0
+        while frame < len(self.help):
+            level, start = int(self.help[frame]), frame
+            while frame < len(self.help) and self.help[frame] == level:
+                frame += 1
+            if level > 0:
+                parts.append(f"{start}-{frame - 1}:{level}")
+        return " ".join(parts)
 
 
 def _extended(joints: np.ndarray) -> np.ndarray:
@@ -66,67 +75,65 @@ def _extended(joints: np.ndarray) -> np.ndarray:
     return np.concatenate([joints, joints[-1:] + step], axis=0)
 
 
+def _flying_off(joints: np.ndarray) -> str:
+    """Why joints (T, 22, 3) cannot be a body on the floor, or "" when they can be."""
+    distance = np.abs(joints - joints[:1, :1]).max()
+    if distance > MAX_DISTANCE:
+        return f"the body flies off: a joint {distance:.3g} m from the start (at most {MAX_DISTANCE:g} m is tracked)"
+    speed = np.linalg.norm(np.diff(joints[:, 0], axis=0), axis=-1) * FPS
+    if len(speed) and speed.max() > MAX_PELVIS_SPEED:
+        return (f"the body flies off: the pelvis moves {speed.max():.3g} m/s at frame {int(speed.argmax()) + 1} "
+                f"(at most {MAX_PELVIS_SPEED:g} m/s is tracked)")
+    return ""
+
+
 class PhysicsCorrector:
     """Corrects motions by physics simulation (see the module docstring for the statuses).
 
-    config: the `correct` section. skeleton: the humanoid's (default HumanML3D's adult, the skeleton
-    every HumanML3D-format motion is retargeted to). tuning: overrides of HumanoidSettings
-    (hinge_frequency_hz, root_frequency_hz, vertical_share, torque_lever, ankle_height), of
-    TrackerSettings (fall_angle) and reference_smoothing (Savitzky-Golay window, frames; 0 for none).
+    config: the `correct` section. A humanoid is built for every motion from its own geometry
+    (about 10 ms, against about 0.1-0.3 s of simulation).
     """
 
-    def __init__(self, config: CorrectConfig | None = None, skeleton: Skeleton | None = None, **tuning):
+    def __init__(self, config: CorrectConfig | None = None):
         self.config = config if config is not None else CorrectConfig()
-        humanoid_keys = {f.name for f in fields(HumanoidSettings)} - {"kp_scale", "residual_force_limit"}
-        allowed = humanoid_keys | {"fall_angle", "reference_smoothing"}
-        unknown = sorted(set(tuning) - allowed)
-        if unknown:
-            raise TypeError(f"PhysicsCorrector got unknown tuning {unknown}; allowed: {sorted(allowed)}")
-        tuning.setdefault("ankle_height", self.config.ankle_height)
         self.body = HumanoidSettings(kp_scale=self.config.kp_scale,
                                      residual_force_limit=self.config.residual_force_limit,
-                                     **{k: v for k, v in tuning.items() if k in humanoid_keys and k != "ankle_height"})
-        self.skeleton = skeleton if skeleton is not None else Skeleton.adult()
-        self.fixed_ankle_height = tuning["ankle_height"]
-        self._humanoids: dict[float | None, tuple[Humanoid, mujoco.MjData]] = {}
-        self.humanoid, self._data = self._humanoid(self.fixed_ankle_height)
-        self.settings = TrackerSettings(control_hz=self.config.control_hz, fps=FPS, fall_height=self.config.fall_height,
-                                        max_recoveries=self.config.max_recoveries,
-                                        fall_angle=tuning.get("fall_angle", self.config.fall_angle))
-        self.reference_smoothing = int(tuning.get("reference_smoothing", REFERENCE_SMOOTHING))
+                                     ankle_height=self.config.ankle_height)
+        self.settings = TrackerSettings(control_hz=self.config.control_hz, fps=FPS,
+                                        help_levels=self.config.help_levels,
+                                        fall_distance=self.config.fall_distance, fall_angle=self.config.fall_angle)
 
-    def _humanoid(self, ankle_height: float | None) -> tuple[Humanoid, mujoco.MjData]:
-        """The humanoid (and its MjData) whose ankles sit `ankle_height` above the soles; built once."""
-        if ankle_height not in self._humanoids:
-            humanoid = Humanoid.build(self.skeleton, self.config.sim_hz,
-                                      dataclasses.replace(self.body, ankle_height=ankle_height))
-            self._humanoids[ankle_height] = (humanoid, mujoco.MjData(humanoid.model))
-        return self._humanoids[ankle_height]
-
-    def _humanoid_for(self, joints: np.ndarray) -> tuple[Humanoid, mujoco.MjData]:
-        if self.fixed_ankle_height is not None:
-            return self.humanoid, self._data
-        return self._humanoid(infer_ankle_height(joints))
+    def humanoid_for(self, joints: np.ndarray) -> Humanoid:
+        """The humanoid that performs joints (T, 22, 3): their skeleton and, unless configured, ankle height."""
+        return Humanoid.for_motion(joints, self.config.sim_hz, self.body)
 
     def correct_joints(self, joints: np.ndarray) -> Correction:
-        """Simulate one motion given as joints (T, 22, 3), metres, y up, 20 fps, finite.
+        """Simulate one motion given as joints (T, 22, 3), metres, y up, 20 fps, finite, T >= 4.
 
-        Returns the simulated joints (status corrected) or, when the humanoid falls too often or the
-        simulation breaks, the input joints (status fallback) with the reason in `error`.
+        Returns the simulated joints (status corrected) or, when the motion cannot be simulated, the
+        input joints (status failed) with the reason in `error`.
         """
         joints = np.asarray(joints, dtype=np.float64)
+        reason = _flying_off(joints)
+        if reason:
+            return Correction(joints, "failed", error=reason)
+        cleaned, cleanup = clean_reference(joints)
         try:
-            humanoid, data = self._humanoid_for(joints)
-            reference = reference_from_joints(humanoid, joints, self.reference_smoothing)
-            tracking = track(humanoid, reference, self.settings, data)
-        except TrackingFailed as error:
-            return Correction(joints, "fallback", len(error.fall_frames), error=str(error))
-        except (mujoco.FatalError, ValueError, FloatingPointError) as error:
-            return Correction(joints, "fallback", error=f"{type(error).__name__}: {error}")
+            humanoid = self.humanoid_for(cleaned)
+            tracking = track(humanoid, reference_from_joints(humanoid, cleaned), self.settings)
+        except (TrackingFailed, mujoco.FatalError, ValueError, FloatingPointError) as error:
+            return Correction(joints, "failed", error=f"{type(error).__name__}: {error}")
         if not np.isfinite(tracking.joints).all():
-            return Correction(joints, "fallback", tracking.falls, error="the simulation produced non-finite joints")
-        distance = np.linalg.norm(tracking.joints - joints, axis=-1)
-        return Correction(tracking.joints, "corrected", tracking.falls, float(distance.mean()))
+            return Correction(joints, "failed", error="the simulation produced non-finite joints")
+        report = {
+            "tracking_error": float(np.linalg.norm(tracking.joints - cleaned, axis=-1).mean()),
+            "help_max": int(tracking.help.max(initial=0)),
+            "help_frames": int((tracking.help > 0).sum()),
+            "residual": float(tracking.residual.mean()),
+            "rollbacks": tracking.rollbacks,
+            "floor": cleanup.floor, "drift": cleanup.drift, "smoothing": cleanup.smoothing, "spikes": cleanup.spikes,
+        }
+        return Correction(tracking.joints, "corrected", tracking.help, report)
 
     def _correct_motion(self, motion_id: str, features: np.ndarray) -> tuple[np.ndarray, dict]:
         """One motion's features (L, 263) -> output features (L, 263) and its row of the other columns."""
@@ -135,8 +142,8 @@ class PhysicsCorrector:
             return features, {"status": "nonfinite",
                               "error": f"motion {motion_id}: NaN or inf in features (first at frame {frame})"}
         if len(features) < MIN_FRAMES:
-            return features, {"status": "passthrough", "error": f"motion {motion_id}: {len(features)} frames; "
-                                                                f"correction needs at least {MIN_FRAMES}"}
+            return features, {"status": "failed", "error": f"motion {motion_id}: {len(features)} frames; "
+                                                           f"correction needs at least {MIN_FRAMES}"}
         joints = features_to_joints(features).astype(np.float64)
         row = {f"{name}_before": value for name, value in physics_metrics(joints, FPS).items()}
         correction = self.correct_joints(_extended(joints))
@@ -147,17 +154,18 @@ class PhysicsCorrector:
         else:
             after = {name: row[f"{name}_before"] for name in METRIC_NAMES}
         row.update({f"{name}_after": value for name, value in after.items()})
-        row.update(status=correction.status, falls=correction.falls, tracking_error=correction.tracking_error,
+        row.update(correction.report)
+        row.update(status=correction.status, help_where=correction.help_where,
                    error=f"motion {motion_id}: {correction.error}" if correction.error else "")
         return output, row
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Correct a batch: ids (N,) str, features (N, 196, 263) float32 zero-padded, lengths (N,) int.
 
-        Returns the batch's columns with features replaced, plus status (N,) str, tracking_error (N,)
-        float32 metres (NaN when not simulated), falls (N,) int32, error (N,) str ("" when fine) and
-        `<metric>_before` / `<metric>_after` (N,) float32 for every physics metric (NaN when the
-        motion has no finite joints of at least MIN_FRAMES frames).
+        Returns the batch's columns with features replaced, plus status (N,) str, error (N,) str ("" when
+        fine), help_where (N,) str, REPORT_COLUMNS (N,) float32 (NaN when not simulated) and
+        `<metric>_before` / `<metric>_after` (N,) float32 for every physics metric (NaN when the motion
+        has no finite joints of at least MIN_FRAMES frames).
         """
         for key in ("ids", "features", "lengths"):
             if key not in batch:
@@ -167,9 +175,9 @@ class PhysicsCorrector:
         lengths = np.asarray(batch["lengths"]).astype(np.int64)
         count = len(features)
         output = features.copy()
-        columns = {"status": np.full(count, "passthrough", dtype=object), "error": np.full(count, "", dtype=object),
-                   "tracking_error": np.full(count, np.nan, dtype=np.float32), "falls": np.zeros(count, dtype=np.int32),
-                   **{column: np.full(count, np.nan, dtype=np.float32) for column in METRIC_COLUMNS}}
+        columns = {"status": np.full(count, "failed", dtype=object), "error": np.full(count, "", dtype=object),
+                   "help_where": np.full(count, "", dtype=object),
+                   **{column: np.full(count, np.nan, dtype=np.float32) for column in REPORT_COLUMNS + METRIC_COLUMNS}}
         for index, motion_id in enumerate(str(value) for value in batch["ids"]):
             length = int(lengths[index])
             if not 0 < length <= features.shape[1]:

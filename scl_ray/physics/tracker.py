@@ -1,16 +1,35 @@
-"""The humanoid tracking a reference motion in MuJoCo: PD targets plus a force-limited root servo.
+"""The humanoid tracking a reference motion in MuJoCo: inverse-dynamics feed-forward, PD feedback,
+the feet carrying the body, a budgeted residual root wrench, and rollback with more help.
 
-Every `1 / control_hz` seconds the hinge servos get their targets, the two mocap targets the
-reference root pose, and each hinge a torque holding its limb against gravity; MuJoCo integrates
-the critically damped servos, the residual root wrench (limited to a share of body weight, so the
-body cannot hover, sink or skate against gravity and friction), contacts and joint limits at the
-simulation rate. A target is the reference in the middle of its control period plus kv / kp times
-the reference velocity: the servo force kp (target - q) - kv dq then is the PD law
-kp (q_ref - q) + kv (dq_ref - dq), which tracks a moving reference without lagging behind it.
+Control, every 1 / control_hz seconds (the simulation steps in between):
 
-A fall or divergence (root too far from the reference, root tilted too far from it, a non-finite
-state, a MuJoCo warning) resets the humanoid to the reference at that frame and tracking goes on;
-the falls are counted, and past `max_recoveries` the tracking gives up (`TrackingFailed`).
+- Feed-forward. `inverse_dynamics` gives, per reference frame, the generalized force that produces the
+  reference's accelerations with no contacts (`mj_inverse`, constraints off). Its hinge part moves the
+  limbs; its root part (the free joint's six components, mostly the body weight) is what the world must
+  supply.
+- Feedback. The hinges are critically damped position servos (MuJoCo integrates their damping
+  implicitly) aimed at the reference plus kv / kp times its velocity, so they track a moving reference
+  without lag. The root's error (position and orientation) asks for a wrench: body mass (the root block
+  of the joint-space inertia) times a critically damped acceleration at root_hz.
+- The feet carry it. The wanted root wrench (feed-forward plus feedback) is shared between the sole
+  corners that touch the floor now, as forces inside a friction pyramid (non-negative least squares);
+  the leg hinges get the torques that push those forces into the floor (the contact Jacobians'
+  transpose). This is how a walk is propelled and a jump launched: by the legs, not by the residual.
+- The residual. What the feet cannot supply (no foot down, a force outside the friction cone, a moment
+  outside the sole) is applied to the root directly, clipped to the humanoid's residual budget
+  (`HumanoidSettings.residual_force_limit` body weights horizontally, a share of it vertically, so that
+  the body cannot hover; torques the same times a lever): the residual force control of Yuan & Kitani
+  (2020) that UHC builds on. The budget is what "physical" means: 0 is a humanoid on its own, a few
+  tenths let it keep a balance a human would keep.
+
+Divergence (the root more than fall_distance or fall_angle from the reference, a non-finite state, a
+MuJoCo warning) never resets the humanoid: the simulation rolls back `rollback_frames` frames to a
+saved state and re-simulates `help_frames` frames with more help: help level L adds a stiff, implicit
+root servo (MuJoCo position actuators on the pelvis, following the reference) whose gain and force limit
+are help_factor**L times the base ones, the force capped at max_help body weights (half of it
+vertically): help keeps a body from falling, it cannot make it fly, so a reference that leaves the
+floor for longer than a jump stays unfollowed. The output holds only what the simulation did; `Tracking.help`
+says which level each frame needed and `Tracking.residual` how much residual force it used.
 """
 
 from __future__ import annotations
@@ -19,58 +38,69 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import savgol_filter
-from scipy.spatial.transform import Rotation
+from scipy.optimize import nnls
 
 from scl_ray.physics.humanoid import Humanoid
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
 
-# The reference is low-passed before tracking: its own noise would otherwise reach the stiff leg
-# servos and shake the whole body. A Savitzky-Golay filter (a cubic fitted over 7 frames, 0.35 s)
-# keeps the timing of foot lift-offs and landings that a Gaussian of similar noise rejection
-# blurs into skating. The velocities fed forward are smoothed once more (Gaussian sigma, frames).
-REFERENCE_SMOOTHING = 7
-SMOOTHING_ORDER = 3
-VELOCITY_SMOOTHING = 1.0
 # MuJoCo warnings that mean the state can no longer be trusted (BADQACC comes with a reset to qpos0).
 DIVERGENCE_WARNINGS = tuple(int(w) for w in (
     mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC,
     mujoco.mjtWarning.mjWARN_CONTACTFULL, mujoco.mjtWarning.mjWARN_CNSTRFULL))
+STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+# Regularisation of the contact forces' least squares, relative to body weight: among the force
+# distributions that give the wanted wrench, prefer the evenly spread ones.
+FORCE_REGULARISATION = 1e-2
+MIN_CONTACT_WEIGHT = 0.05  # a corner at the top of the contact band costs 1 / this squared more
 
 
 class TrackingFailed(RuntimeError):
-    """The humanoid fell more often than allowed; fall_frames are the frames at which it fell."""
+    """The simulation diverged even with the most help; frame is where."""
 
-    def __init__(self, message: str, fall_frames: tuple[int, ...] = ()):
+    def __init__(self, message: str, frame: int):
         super().__init__(message)
-        self.fall_frames = fall_frames
+        self.frame = frame
 
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """fps: reference frame rate; fall_height (m) and fall_angle (radians): root deviations from the
-    reference that count as a fall; max_recoveries: falls recovered before tracking gives up."""
+    """control_hz: rate of the feed-forward, the contact forces and the servo targets; fps: reference
+    frame rate; root_hz: natural frequency of the root's feedback; friction: friction
+    coefficient assumed when sharing the load (below the floor's, so that planned forces hold);
+    contact_height: a sole corner this close to the floor (m) can push; help_levels, help_factor,
+    max_help: the help ladder (its top force, body weights); fall_distance (m) / fall_angle (radians): root deviations that roll back;
+    rollback_frames: how far back; help_frames: how many frames from there get the higher level."""
 
-    control_hz: float = 30.0
+    control_hz: float = 60.0
     fps: float = 20.0
-    fall_height: float = 0.35
-    fall_angle: float = 1.0
-    max_recoveries: int = 5
+    root_hz: float = 2.0
+    friction: float = 0.8
+    contact_height: float = 0.005
+    help_levels: int = 4
+    help_factor: float = 3.0
+    max_help: float = 1.5
+    fall_distance: float = 0.15
+    fall_angle: float = 0.5
+    rollback_frames: int = 10
+    help_frames: int = 20
 
 
 @dataclass(frozen=True)
 class Tracking:
-    """What the humanoid did: joints (T, 22, 3) metres, data frame (y up); qpos (T, nq); the frames
-    at which it fell and was reset to the reference."""
+    """What the humanoid did: joints (T, 22, 3) metres, data frame (y up); qpos (T, nq); help (T,) the
+    help level each frame was simulated with (0: none); residual (T,) mean residual root force over the
+    frame, body weights (the explicit residual plus the help servo); rollbacks: how many."""
 
     joints: np.ndarray
     qpos: np.ndarray
-    fall_frames: tuple[int, ...]
+    help: np.ndarray
+    residual: np.ndarray
+    rollbacks: int
 
-    @property
-    def falls(self) -> int:
-        return len(self.fall_frames)
+
+def reference_from_joints(humanoid: Humanoid, joints: np.ndarray) -> np.ndarray:
+    """The configurations (T, nq) the humanoid tracks for joints (T, 22, 3), metres, data frame."""
+    return joints_to_qpos(humanoid, joints)
 
 
 def _hemisphere_aligned(quaternions: np.ndarray) -> np.ndarray:
@@ -81,99 +111,165 @@ def _hemisphere_aligned(quaternions: np.ndarray) -> np.ndarray:
     return aligned
 
 
-def reference_velocities(model: mujoco.MjModel, qpos: np.ndarray, fps: float) -> np.ndarray:
-    """(T, nv) velocities of configurations qpos (T, nq) sampled at fps (Hz), by central differences
-    of the configurations smoothed over VELOCITY_SMOOTHING frames (the servos' feed-forward)."""
+def reference_derivatives(model: mujoco.MjModel, qpos: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T, nv) velocities and (T, nv) accelerations of configurations qpos (T, nq) at fps (Hz), by
+    central differences (one-sided at the ends). No smoothing: the reference is already clean, and
+    smoothing would move a jump's push-off into its flight."""
     frames = len(qpos)
     qvel = np.zeros((frames, model.nv))
     if frames < 2:
-        return qvel
+        return qvel, np.zeros_like(qvel)
     qpos = np.array(qpos, dtype=np.float64)
     qpos[:, 3:7] = _hemisphere_aligned(qpos[:, 3:7])
-    qpos = gaussian_filter1d(qpos, VELOCITY_SMOOTHING, axis=0, mode="nearest")
-    qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=1, keepdims=True)
     for frame in range(frames):
         before, after = max(frame - 1, 0), min(frame + 1, frames - 1)
         mujoco.mj_differentiatePos(model, qvel[frame], (after - before) / fps, qpos[before], qpos[after])
-    return qvel
+    return qvel, np.gradient(qvel, 1.0 / fps, axis=0)
 
 
-def reference_from_joints(humanoid: Humanoid, joints: np.ndarray, smoothing: int = REFERENCE_SMOOTHING) -> np.ndarray:
-    """The reference the humanoid tracks: joints (T, 22, 3), metres, data frame, low-passed along
-    time (Savitzky-Golay, cubic, over `smoothing` frames; 0 or 1 for none) and retargeted.
-    Returns qpos (T, nq)."""
-    joints = np.asarray(joints, dtype=np.float64)
-    window = min(int(smoothing), len(joints) - 1 + len(joints) % 2)  # odd, at most the motion's length
-    if window > SMOOTHING_ORDER:
-        joints = savgol_filter(joints, window, SMOOTHING_ORDER, axis=0, mode="nearest")
-    return joints_to_qpos(humanoid, joints)
+def inverse_dynamics(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray) -> np.ndarray:
+    """(T, nv) generalized forces producing accelerations qacc at states (qpos, qvel), with no contacts
+    or joint limits (their forces are planned by the tracker from the contacts it has)."""
+    data = mujoco.MjData(model)
+    flags = model.opt.disableflags
+    model.opt.disableflags = flags | int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+    forces = np.empty((len(qpos), model.nv))
+    try:
+        for frame in range(len(qpos)):
+            data.qpos[:], data.qvel[:], data.qacc[:] = qpos[frame], qvel[frame], qacc[frame]
+            mujoco.mj_inverse(model, data)
+            forces[frame] = data.qfrc_inverse
+    finally:
+        model.opt.disableflags = flags
+    return forces
 
 
-def _interpolate(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """values (T, ...) linearly interpolated at fractional frame positions (N,), clamped: (N, ...)."""
-    positions = np.clip(positions, 0.0, len(values) - 1)
-    lower = np.minimum(np.floor(positions).astype(int), max(len(values) - 2, 0))
-    upper = np.minimum(lower + 1, len(values) - 1)
-    weight = (positions - lower).reshape((-1,) + (1,) * (values.ndim - 1))
-    return values[lower] * (1 - weight) + values[upper] * weight
+def _interpolate(values: np.ndarray, position: float) -> np.ndarray:
+    """values (T, ...) linearly interpolated at fractional frame `position`, clamped to the ends."""
+    position = min(max(position, 0.0), len(values) - 1.0)
+    lower = min(int(position), max(len(values) - 2, 0))
+    weight = position - lower
+    return values[lower] * (1.0 - weight) + values[min(lower + 1, len(values) - 1)] * weight
 
 
-def _schedule(model: mujoco.MjModel, humanoid: Humanoid, reference: np.ndarray, velocities: np.ndarray,
-              settings: TrackerSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Control steps (K,) and per control step the hinge targets (K, n_hinges), the position
-    target's position (K, 3) and the orientation target's quaternion (K, 4)."""
-    sim_hz = 1.0 / model.opt.timestep
-    total_steps = int(round((len(reference) - 1) * sim_hz / settings.fps))
-    control_steps = np.unique(np.round(np.arange(0, total_steps + 1, sim_hz / settings.control_hz)).astype(int))
-    control_steps = control_steps[control_steps < max(total_steps, 1)]
-    # Each target is held for a control period: aim at the middle of it, and lead by the servo's lag.
-    at = (control_steps / sim_hz + 0.5 / settings.control_hz) * settings.fps
-    lag = -model.actuator_biasprm[:, 2] / model.actuator_gainprm[:, 0]
-    hinge_qpos = np.concatenate(list(humanoid.hinge_qpos.values()))
-    targets = (_interpolate(reference[:, hinge_qpos], at)
-               + lag[humanoid.hinge_actuators] * _interpolate(velocities[:, humanoid.hinge_dofs], at))
-    force, torque = humanoid.residual_actuators[0], humanoid.residual_actuators[3]
-    positions = _interpolate(reference[:, :3], at) + lag[force] * _interpolate(velocities[:, :3], at)
-    quaternions = _interpolate(_hemisphere_aligned(reference[:, 3:7]), at)
-    quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
-    # The free joint's angular velocity is in the body frame: turn the target about it.
-    turn = Rotation.from_rotvec(lag[torque] * _interpolate(velocities[:, 3:6], at))
-    quaternions = (Rotation.from_quat(quaternions, scalar_first=True) * turn).as_quat(scalar_first=True)
-    return control_steps, targets, positions, quaternions
+def _friction_pyramid(friction: float) -> np.ndarray:
+    """(3, 4) unit edges of a linearised friction cone around +z (the floor's normal)."""
+    edges = np.array([[friction, 0, 1], [-friction, 0, 1], [0, friction, 1], [0, -friction, 1]], dtype=np.float64)
+    return (edges / np.linalg.norm(edges, axis=1, keepdims=True)).T
 
 
-def _gravity_compensation(model: mujoco.MjModel, data: mujoco.MjData, humanoid: Humanoid) -> np.ndarray:
-    """(n_hinges,) torques, N m, holding each hinge's subtree against gravity in the current pose.
+class _Controller:
+    """The per-control-step computations of `track`, with their scratch buffers."""
 
-    A hinge's generalized gravity force in a tree is axis . ((subtree COM - anchor) x subtree
-    weight); with gravity along -z that is weight * (axis_x lever_y - axis_y lever_x). Unlike
-    qfrc_bias it leaves out velocity terms, which would feed back on a diverging state.
-    """
-    joints = model.dof_jntid[humanoid.hinge_dofs]
-    bodies = model.jnt_bodyid[joints]
-    lever = data.subtree_com[bodies] - data.xanchor[joints]
-    axis = data.xaxis[joints]
-    weight = -model.opt.gravity[2] * model.body_subtreemass[bodies]
-    return weight * (axis[:, 0] * lever[:, 1] - axis[:, 1] * lever[:, 0])
+    def __init__(self, humanoid: Humanoid, settings: TrackerSettings):
+        model = humanoid.model
+        self.humanoid, self.settings, self.model = humanoid, settings, model
+        self.weight = humanoid.weight
+        self.pyramid = _friction_pyramid(settings.friction)
+        self.jacobian = np.zeros((3, model.nv))
+        self.inertia = np.zeros((model.nv, model.nv))
+        self.lead = -model.actuator_biasprm[:, 2] / model.actuator_gainprm[:, 0]  # kv / kp of each servo
+        self.hinge_qpos = np.concatenate(list(humanoid.hinge_qpos.values()))
+        servos = humanoid.residual_actuators
+        self.servos = servos
+        self.servo_gain = model.actuator_gainprm[servos, 0].copy()
+        self.servo_bias = model.actuator_biasprm[servos, :3].copy()
+        self.servo_range = model.actuator_forcerange[servos].copy()
+
+    def set_help(self, level: int) -> float:
+        """Arm the root servo for help `level` (0: off); returns its gain factor. Its force limits grow
+        by the same factor up to max_help body weights (vertically the budget's share of it), so that
+        no help can carry the body through the air."""
+        factor = 0.0 if level == 0 else self.settings.help_factor ** level
+        model = self.model
+        model.actuator_gainprm[self.servos, 0] = self.servo_gain * factor
+        model.actuator_biasprm[self.servos, 1] = self.servo_bias[:, 1] * factor
+        model.actuator_biasprm[self.servos, 2] = self.servo_bias[:, 2] * np.sqrt(factor)
+        horizontal = self.servo_range[0, 1]
+        cap = self.settings.max_help * self.weight / horizontal if horizontal > 0.0 else 0.0
+        model.actuator_forcerange[self.servos] = self.servo_range * min(factor, cap)
+        return factor
+
+    def restore(self) -> None:
+        """Put the root servo back as the humanoid was built."""
+        self.model.actuator_gainprm[self.servos, 0] = self.servo_gain
+        self.model.actuator_biasprm[self.servos, :3] = self.servo_bias
+        self.model.actuator_forcerange[self.servos] = self.servo_range
+
+    def _contact_forces(self, data: mujoco.MjData, wrench: np.ndarray) -> np.ndarray:
+        """(nv,) generalized force of contact forces at the sole corners near the floor that best supply
+        the root wrench (6,); zero when no corner is near. A corner's share fades out as it rises from the
+        floor to contact_height (its forces cost more), so that the plan changes smoothly as a sole rolls."""
+        model, humanoid, height = self.model, self.humanoid, self.settings.contact_height
+        jacobians, weights = [], []
+        for body, corners in zip(humanoid.sole_bodies, humanoid.sole_corners):
+            points = data.xpos[body] + corners @ data.xmat[body].reshape(3, 3).T
+            for point in points[points[:, 2] < height]:
+                mujoco.mj_jac(model, data, self.jacobian, None, point, body)
+                jacobians.append(self.jacobian.copy())
+                weights.append(max(1.0 - max(point[2], 0.0) / height, MIN_CONTACT_WEIGHT))
+        if not jacobians:
+            return np.zeros(model.nv)
+        jacobians = np.array(jacobians)  # (K, 3, nv)
+        # Root rows of each corner's force along each pyramid edge: (6, 4K).
+        columns = np.einsum("kiv,ie->vke", jacobians[:, :, :6], self.pyramid).reshape(6, -1)
+        costs = np.repeat(np.sqrt(FORCE_REGULARISATION) / np.array(weights), 4)
+        system = np.vstack([columns, np.diag(costs)])
+        target = np.concatenate([wrench / self.weight, np.zeros(len(costs))])
+        amounts, _ = nnls(system, target, maxiter=50 * len(costs))
+        forces = (self.pyramid @ (amounts * self.weight).reshape(-1, 4).T).T  # (K, 3)
+        return np.einsum("kiv,ki->v", jacobians, forces)
+
+    def apply(self, data: mujoco.MjData, qpos: np.ndarray, qvel: np.ndarray, force: np.ndarray,
+              help_factor: float) -> np.ndarray:
+        """Set the servo targets and applied forces for reference state (qpos, qvel) and feed-forward
+        `force` (nv,); returns the explicit residual root wrench (6,) applied."""
+        model, humanoid, settings = self.model, self.humanoid, self.settings
+        data.ctrl[humanoid.hinge_actuators] = (qpos[self.hinge_qpos]
+                                               + self.lead[humanoid.hinge_actuators] * qvel[humanoid.hinge_dofs])
+        orientation = qpos[3:7] / np.linalg.norm(qpos[3:7])
+        error = np.zeros(6)
+        error[:3] = qpos[:3] - data.qpos[:3]
+        mujoco.mju_subQuat(error[3:], orientation, data.qpos[3:7])  # in the root's frame, as qvel
+        # The feedback saturates at the rollback thresholds: the legs push the body back towards the
+        # reference as hard as a human would, not as hard as a far-off reference would ask.
+        error[:3] *= min(1.0, settings.fall_distance / max(np.linalg.norm(error[:3]), 1e-12))
+        error[3:] *= min(1.0, settings.fall_angle / max(np.linalg.norm(error[3:]), 1e-12))
+        omega = 2.0 * np.pi * settings.root_hz
+        mujoco.mj_fullM(model, data, self.inertia)
+        wrench = force[:6] + self.inertia[:6, :6] @ (omega**2 * error + 2.0 * omega * (qvel[:6] - data.qvel[:6]))
+        contact = self._contact_forces(data, wrench)
+        limit = self.servo_range[:, 1]  # the budget, per component
+        residual = np.clip(wrench - contact[:6], -limit, limit)
+        data.qfrc_applied[:] = 0.0
+        data.qfrc_applied[humanoid.hinge_dofs] = force[humanoid.hinge_dofs] - contact[humanoid.hinge_dofs]
+        data.qfrc_applied[:6] = residual
+        if help_factor > 0.0:
+            lead = self.lead[self.servos] / np.sqrt(help_factor)
+            data.mocap_pos[humanoid.position_target] = qpos[:3] + lead[0] * qvel[:3]
+            turn = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(turn, lead[3] * qvel[3:6] / max(np.linalg.norm(qvel[3:6]), 1e-12),
+                                      lead[3] * np.linalg.norm(qvel[3:6]))
+            mujoco.mju_mulQuat(data.mocap_quat[humanoid.orientation_target], orientation, turn)
+        return residual
 
 
-def _fallen(data: mujoco.MjData, reference: np.ndarray, settings: TrackerSettings) -> bool:
+def _diverged(data: mujoco.MjData, target: np.ndarray, warnings: np.ndarray, settings: TrackerSettings) -> bool:
     if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
         return True
-    if any(data.warning[warning].number > 0 for warning in DIVERGENCE_WARNINGS):
+    if any(data.warning[w].number > warnings[i] for i, w in enumerate(DIVERGENCE_WARNINGS)):
         return True
-    if np.linalg.norm(data.qpos[:3] - reference[:3]) > settings.fall_height:
+    if np.linalg.norm(data.qpos[:3] - target[:3]) > settings.fall_distance:
         return True
-    cosine = abs(float(np.dot(data.qpos[3:7], reference[3:7]))) / np.linalg.norm(data.qpos[3:7])
+    cosine = abs(float(np.dot(data.qpos[3:7], target[3:7]))) / np.linalg.norm(data.qpos[3:7])
     return 2.0 * np.arccos(min(cosine, 1.0)) > settings.fall_angle
 
 
-def _reset(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray, qvel: np.ndarray) -> None:
+def _start(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray, qvel: np.ndarray) -> None:
     """Put the humanoid in configuration qpos with velocity qvel, lifted out of the floor if the
     reference sinks into it (stiff contacts would otherwise fling it up)."""
     mujoco.mj_resetData(model, data)
-    data.qpos[:] = qpos
-    data.qvel[:] = qvel
+    data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
     depth = -float(data.contact.dist[: data.ncon].min(initial=0.0))
     if depth > 0.0:
@@ -183,44 +279,61 @@ def _reset(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray, qvel: n
 
 def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings = TrackerSettings(),
           data: mujoco.MjData | None = None) -> Tracking:
-    """Simulate the humanoid following reference configurations.
+    """Simulate the humanoid following reference configurations (T, nq) at settings.fps, T >= 1.
 
-    reference: (T, nq) qpos at settings.fps (from `retarget.joints_to_qpos`), T >= 1. data: scratch
-    MjData to reuse (its state is overwritten). Returns the simulated motion at the same frames.
-    Raises TrackingFailed after more than settings.max_recoveries falls.
+    data: scratch MjData to reuse (its state is overwritten). Returns the simulated motion at the same
+    frames; raises TrackingFailed only if the state stops being finite with the most help.
     """
     model = humanoid.model
     data = data if data is not None else mujoco.MjData(model)
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 2 or reference.shape[1] != model.nq or len(reference) < 1:
         raise ValueError(f"reference must have shape (T >= 1, {model.nq}), got {reference.shape}")
-    velocities = reference_velocities(model, reference, settings.fps)
-    control_steps, targets, positions, quaternions = _schedule(model, humanoid, reference, velocities, settings)
-    sim_hz = 1.0 / model.opt.timestep
-    frame_steps = np.round(np.arange(len(reference)) * sim_hz / settings.fps).astype(int)
-    qpos = np.empty_like(reference)
-    falls: list[int] = []
-    _reset(model, data, reference[0], velocities[0])
-    qpos[0] = data.qpos
-    events = np.union1d(control_steps, frame_steps[1:])
-    control, frame, step = 0, 1, 0
-    for event in events:
-        if event > step:
-            mujoco.mj_step(model, data, nstep=int(event - step))
-            step = int(event)
-        if frame < len(reference) and step == frame_steps[frame]:
-            if _fallen(data, reference[frame], settings):
-                falls.append(frame)
-                if len(falls) > settings.max_recoveries:
-                    raise TrackingFailed(f"the humanoid fell {len(falls)} times (frames {falls}); "
-                                         f"at most {settings.max_recoveries} are recovered", tuple(falls))
-                _reset(model, data, reference[frame], velocities[frame])
-            qpos[frame] = data.qpos
+    frames = len(reference)
+    qvel, qacc = reference_derivatives(model, reference, settings.fps)
+    force = inverse_dynamics(model, reference, qvel, qacc)
+    steps_per_frame = 1.0 / (model.opt.timestep * settings.fps)
+    frame_steps = np.round(np.arange(frames) * steps_per_frame).astype(int)
+    control_steps = max(1, int(round(1.0 / (model.opt.timestep * settings.control_hz))))
+    controller = _Controller(humanoid, settings)
+    help_level = np.zeros(frames, dtype=int)
+    residual = np.zeros(frames)
+    qpos_out = np.empty_like(reference)
+    snapshots = np.empty((frames, mujoco.mj_stateSize(model, STATE)))
+    _start(model, data, reference[0], qvel[0])
+    qpos_out[0] = data.qpos
+    mujoco.mj_getState(model, data, snapshots[0], STATE)
+    warnings = np.array([data.warning[w].number for w in DIVERGENCE_WARNINGS])
+    rollbacks, frame = 0, 0
+    try:
+        while frame < frames - 1:
+            factor = controller.set_help(help_level[frame])
+            used, first, last = 0.0, frame_steps[frame], frame_steps[frame + 1]
+            for step in range(first, last, control_steps):
+                count = min(control_steps, last - step)
+                at = (step + 0.5 * count) / steps_per_frame
+                applied = controller.apply(data, _interpolate(reference, at), _interpolate(qvel, at),
+                                           _interpolate(force, at), factor)
+                mujoco.mj_step(model, data, nstep=count)
+                servo = data.actuator_force[controller.servos[:3]] if factor > 0.0 else 0.0
+                used += np.linalg.norm(applied[:3] + servo) * count
+            residual[frame + 1] = used / max(last - first, 1) / humanoid.weight
+            if _diverged(data, reference[frame + 1], warnings, settings):
+                if help_level[frame] < settings.help_levels:
+                    start = max(frame + 1 - settings.rollback_frames, 0)
+                    stop = min(start + settings.help_frames, frames)
+                    help_level[start:stop] = np.maximum(help_level[start:stop], help_level[frame] + 1)
+                    mujoco.mj_setState(model, data, snapshots[start], STATE)
+                    warnings = np.array([data.warning[w].number for w in DIVERGENCE_WARNINGS])
+                    rollbacks += 1
+                    frame = start
+                    continue
+                if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+                    raise TrackingFailed(f"the simulation diverged at frame {frame + 1} with the most help "
+                                         f"(level {settings.help_levels})", frame + 1)
             frame += 1
-        if control < len(control_steps) and step == control_steps[control]:
-            data.ctrl[humanoid.hinge_actuators] = targets[control]
-            data.qfrc_applied[humanoid.hinge_dofs] = _gravity_compensation(model, data, humanoid)
-            data.mocap_pos[humanoid.position_target] = positions[control]
-            data.mocap_quat[humanoid.orientation_target] = quaternions[control]
-            control += 1
-    return Tracking(qpos_to_joints(humanoid, qpos, data), qpos, tuple(falls))
+            qpos_out[frame] = data.qpos
+            mujoco.mj_getState(model, data, snapshots[frame], STATE)
+    finally:
+        controller.restore()
+    return Tracking(qpos_to_joints(humanoid, qpos_out, data), qpos_out, help_level, residual, rollbacks)

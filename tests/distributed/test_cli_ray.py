@@ -23,7 +23,7 @@ def test_correct_command_returns_every_motion_with_a_status(ray_local, tmp_path,
                  "--set", "correct.sim_hz=100"]) == 0
     corrected = read_motion_set(str(tmp_path / "out.parquet"))
     assert corrected.ids == motions.ids
-    assert corrected.status[3] == "nonfinite" and set(corrected.status[:3]) <= {"corrected", "fallback"}
+    assert corrected.status[3] == "nonfinite" and set(corrected.status[:3]) <= {"corrected", "failed"}
     assert "corrected 4 motions" in capsys.readouterr().out
 
 

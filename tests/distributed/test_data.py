@@ -117,7 +117,7 @@ def _correct(backend: str, motions: MotionSet, config: CorrectConfig, plan: Reso
         return pool.correct(motions)
 
 
-def _check_corrected(inputs: MotionSet, outputs: MotionSet, passthrough: set[str]):
+def _check_corrected(inputs: MotionSet, outputs: MotionSet, failed: set[str]):
     """Same motions in the same order; shifted frames unless passed through (then unchanged)."""
     assert outputs.ids == inputs.ids
     assert outputs.captions == inputs.captions and outputs.generation == inputs.generation
@@ -125,8 +125,8 @@ def _check_corrected(inputs: MotionSet, outputs: MotionSet, passthrough: set[str
     for motion_id, before, after, status, stats, old in zip(inputs.ids, inputs.features, outputs.features,
                                                           outputs.status, outputs.stats, inputs.stats):
         assert stats["sample_seed"] == old["sample_seed"]
-        if motion_id in passthrough:
-            assert status == "passthrough" and f"cannot track {FAILING_ID}" in stats["error"]
+        if motion_id in failed:
+            assert status == "failed" and f"cannot track {FAILING_ID}" in stats["error"]
             assert after.tobytes() == before.tobytes()
         else:
             assert status == "corrected" and stats["error"] == "" and stats["tracking_error"] == 0.02
@@ -140,13 +140,13 @@ def test_actor_retries_a_failed_batch_so_only_the_failing_motion_passes_through(
     assert FAILING_ID in motions.ids
     table = CorrectorActor(ShiftCorrector, CorrectConfig())(motions.to_table())
     assert table.schema.equals(SCHEMA, check_metadata=True)
-    _check_corrected(motions, MotionSet.from_table(table), passthrough={FAILING_ID})
+    _check_corrected(motions, MotionSet.from_table(table), failed={FAILING_ID})
 
 
 def test_actor_passes_through_a_corrector_output_that_loses_motions():
     motions = _motions(20).select([0, 1, 2])
     outputs = MotionSet.from_table(CorrectorActor(LosingCorrector, CorrectConfig())(motions.to_table()))
-    assert outputs.ids == motions.ids and set(outputs.status) == {"passthrough"}
+    assert outputs.ids == motions.ids and set(outputs.status) == {"failed"}
     assert all("it must keep every motion" in stats["error"] for stats in outputs.stats)
     assert [f.tobytes() for f in outputs.features] == [f.tobytes() for f in motions.features]
 
@@ -178,7 +178,7 @@ def test_empty_set_comes_back_empty_and_a_missing_file_is_named(tmp_path):
 def test_pipeline_returns_every_motion_once_and_passes_through_the_failing_one(ray_local):
     motions = _motions(20)
     outputs = correct_motion_set(motions, CorrectConfig(batch_size=8), _pool(2), ShiftCorrector, progress=True)
-    _check_corrected(motions, outputs, passthrough={FAILING_ID})
+    _check_corrected(motions, outputs, failed={FAILING_ID})
 
 
 def test_resident_pool_keeps_its_actors_across_sets_and_matches_the_pipeline(ray_local):
@@ -186,8 +186,8 @@ def test_resident_pool_keeps_its_actors_across_sets_and_matches_the_pipeline(ray
     with CorrectorPool(CorrectConfig(batch_size=8), _pool(2), PidCorrector) as pool:
         first, second = pool.correct(motions), pool.correct(motions.select(range(3)))
         assert len(pool.correct(MotionSet())) == 0
-    _check_corrected(motions, first, passthrough={FAILING_ID})
-    _check_corrected(motions.select(range(3)), second, passthrough=set())
+    _check_corrected(motions, first, failed={FAILING_ID})
+    _check_corrected(motions.select(range(3)), second, failed=set())
     workers = {stats["pid"] for stats in first.stats if "pid" in stats}
     assert len(workers) == 2 and {stats["pid"] for stats in second.stats} <= workers
     piped = correct_motion_set(motions, CorrectConfig(batch_size=8), _pool(2), ShiftCorrector, progress=False)
@@ -207,7 +207,7 @@ def test_file_to_file_writes_one_valid_motion_set(ray_local, tmp_path):
     schema = pq.read_schema(out)
     assert schema.names == SCHEMA.names and schema.metadata[FORMAT_KEY] == FORMAT_VERSION.encode()
     written = read_motion_set(str(out))
-    _check_corrected(motions, written, passthrough=set())
+    _check_corrected(motions, written, failed=set())
     assert written.stats == returned.stats and written.ids == returned.ids
 
 
@@ -218,7 +218,7 @@ def test_crashed_actor_is_replaced_and_its_batch_retried(ray_local, tmp_path, ba
     factory = functools.partial(CrashOnceCorrector, marker=str(marker))
     outputs = _correct(backend, motions, CorrectConfig(batch_size=2), _pool(1), factory)
     assert marker.exists()
-    _check_corrected(motions, outputs, passthrough=set())
+    _check_corrected(motions, outputs, failed=set())
 
 
 @pytest.mark.slow
@@ -258,7 +258,7 @@ def test_pipeline_inside_a_train_worker_of_a_trial_completes_on_exactly_its_cpus
     trial = ray.remote(num_cpus=plan.trial_cpus)(Trial).remote()
     try:
         for outputs in ray.get(trial.run.remote()):
-            _check_corrected(motions, outputs, passthrough=set())
+            _check_corrected(motions, outputs, failed=set())
     finally:
         ray.kill(trial)
         ray.kill(other_trials)

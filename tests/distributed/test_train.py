@@ -9,6 +9,7 @@ import torch
 from scl_ray.distributed.runtime import ResourcePlan
 from scl_ray.distributed.sweep import run_single
 from scl_ray.distributed.train import train_generation_zero
+from scl_ray.loop.generation import STATUSES
 from scl_ray.loop.state import TrialDirectory
 
 
@@ -19,7 +20,7 @@ def test_three_generation_loop_through_ray_train(ray_local, tiny_config):
     history = trial.metrics_history()
     assert [m["generation"] for m in history] == [0, 1, 2, 3]
     for metrics in history[1:]:
-        statuses = sum(metrics[f"correction/{s}"] for s in ("corrected", "fallback", "passthrough", "nonfinite"))
+        statuses = sum(metrics[f"correction/{s}"] for s in STATUSES)
         assert statuses == 8  # floor(0.5 * 16) synthetic motions, every one accounted for
         assert metrics["time/correct_s"] > 0 and "fid" in metrics
         assert {"correction/fid_before", "correction/fid_after", "correction/diversity_after"} <= set(metrics)

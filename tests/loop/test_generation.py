@@ -113,6 +113,17 @@ def test_mix_replaces_with_probability_strength_and_drops_nonfinite():
         mix(synthetic, Values(np.zeros(3)), 0.5, 0, concat)
 
 
+def test_mix_leaves_failed_corrections_out_unless_asked_to_keep_them():
+    synthetic = Values(np.arange(10.0))
+    corrected = Values(-np.arange(10.0) - 1, ["corrected"] * 5 + ["failed"] * 5)
+    dropped = mix(synthetic, corrected, 1.0, seed=1, concat=concat)
+    assert sorted(dropped.values) == [-5.0, -4.0, -3.0, -2.0, -1.0]
+    kept = mix(synthetic, corrected, 1.0, seed=1, concat=concat, keep_failed=True)
+    assert len(kept) == 10 and kept.status.count("failed") == 5
+    # A failed correction of a motion that was not chosen for replacement costs nothing.
+    assert len(mix(synthetic, corrected, 0.0, seed=1, concat=concat)) == 10
+
+
 def test_accumulation_takes_growing_prefixes():
     sets = [Values(np.full(20, j)) for j in range(1, 5)]
     pooled = accumulated(sets, concat)

@@ -26,7 +26,7 @@ def _motion_set(seed=0, count=5):
         features=features,
         source=["synthetic", "corrected", "real", "synthetic", "corrected"][:count],
         generation=[seed] * count,
-        status=["", "corrected", "fallback", "passthrough", "nonfinite"][:count],
+        status=["", "corrected", "failed", "uncorrected", "nonfinite"][:count],
         stats=[{"tracking_error_m": 0.01 * i, "note": f"motion {i}", "falls": [i, {"frame": np.int64(3)}]}
                for i in range(count)],
     )

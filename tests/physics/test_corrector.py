@@ -1,16 +1,20 @@
-"""PhysicsCorrector turns a features batch into corrected features, and accounts for every motion."""
+"""PhysicsCorrector turns a features batch into corrected features, accounts for every motion, and moves
+corrupted motions (procedural families, HumanML3D-shaped clips, real HumanML3D files) back towards the
+clean ones, judged by `scl_ray.physics.corruptions`."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 import pytest
 
+from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 from scl_ray.config import CorrectConfig
-from scl_ray.motion.features import (
-    FEATURE_DIM, RIC_POSITIONS, ROOT_HEIGHT, features_to_joints, joints_to_features,
-)
-from scl_ray.physics.corrector import METRIC_COLUMNS, STATUSES, PhysicsCorrector
-from scl_ray.physics.retarget import qpos_to_joints
+from scl_ray.motion.features import FEATURE_DIM, features_to_joints, joints_to_features
+from scl_ray.motion.procedural.families import FAMILIES
+from scl_ray.physics.corrector import METRIC_COLUMNS, REPORT_COLUMNS, STATUSES, Correction, PhysicsCorrector
+from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS, assess_case, pass_counts
 
 MAX_FRAMES = 196
 
@@ -18,17 +22,6 @@ MAX_FRAMES = 196
 @pytest.fixture(scope="module")
 def corrector():
     return PhysicsCorrector(CorrectConfig())
-
-
-def standing_joints(corrector, frames=61):
-    """(T, 22, 3) standing with swinging arms, made by the humanoid's own kinematics."""
-    humanoid = corrector.humanoid
-    qpos = np.tile(humanoid.model.qpos0, (frames, 1))
-    swing = 0.5 * np.sin(np.pi * np.arange(frames) / 20)
-    for side in ("left", "right"):
-        qpos[:, humanoid.hinge_qpos[f"{side}_shoulder"][0]] = -swing
-        qpos[:, humanoid.hinge_qpos[f"{side}_elbow"][0]] = -0.6 - swing
-    return qpos_to_joints(humanoid, qpos)
 
 
 def batch_of(*motions):
@@ -43,30 +36,34 @@ def batch_of(*motions):
 
 
 def test_every_motion_gets_a_status_and_the_columns(corrector):
-    batch = batch_of(*[standing_joints(corrector)] * 4)
+    walk = procedural("walk")[:61]
+    flying = walk.copy()
+    flying[30:, :, 2] += 50.0  # the whole body 50 m ahead in one frame
+    batch = batch_of(walk, walk, walk, walk, flying)
     batch["features"][1, 10, 7] = np.nan
     batch["lengths"][2] = 2  # too short to simulate
     batch["lengths"][3] = MAX_FRAMES + 1
-    batch["text"] = np.array(["a person stands"] * 4, dtype=object)  # other columns pass through
+    batch["text"] = np.array(["a person walks"] * 5, dtype=object)  # other columns pass through
     out = corrector(batch)
-    assert list(out["status"]) == ["corrected", "nonfinite", "passthrough", "passthrough"]
+    assert list(out["status"]) == ["corrected", "nonfinite", "failed", "failed", "failed"]
     assert set(out["status"]) <= set(STATUSES)
     assert out["error"][0] == ""
     assert "motion m1" in out["error"][1] and "NaN" in out["error"][1]
-    assert "motion m2" in out["error"][2] and "motion m3" in out["error"][3]
+    assert "motion m2" in out["error"][2] and "at least 4" in out["error"][2]
+    assert "motion m3" in out["error"][3] and "outside" in out["error"][3]
+    assert "motion m4" in out["error"][4] and "flies off" in out["error"][4]
     assert out["features"].shape == batch["features"].shape and out["features"].dtype == np.float32
     assert list(out["text"]) == list(batch["text"]) and list(out["ids"]) == list(batch["ids"])
-    for index in (1, 2, 3):  # not corrected: returned as they came
+    for index in (1, 2, 3, 4):  # not corrected: returned as they came
         np.testing.assert_array_equal(out["features"][index], batch["features"][index])
-    assert out["tracking_error"].dtype == np.float32 and out["falls"].dtype == np.int32
+    for column in REPORT_COLUMNS + METRIC_COLUMNS:
+        assert out[column].shape == (5,) and out[column].dtype == np.float32
     assert 0.0 < out["tracking_error"][0] < 0.03 and np.isnan(out["tracking_error"][1:]).all()
-    for column in METRIC_COLUMNS:
-        assert out[column].shape == (4,) and out[column].dtype == np.float32
-        assert np.isfinite(out[column][0]) and np.isnan(out[column][1])
+    assert np.isfinite(out["penetration_mm_before"][0]) and np.isnan(out["penetration_mm_before"][1])
 
 
 def test_corrected_motion_keeps_its_length_and_stays_close(corrector):
-    batch = batch_of(standing_joints(corrector, frames=81))
+    batch = batch_of(procedural("kick"))
     out = corrector(batch)
     length = batch["lengths"][0]
     assert out["status"][0] == "corrected"
@@ -76,57 +73,67 @@ def test_corrected_motion_keeps_its_length_and_stays_close(corrector):
     assert np.linalg.norm(after - before, axis=-1).mean() < 0.03
 
 
-def test_hovering_motion_comes_down_to_the_floor(corrector):
-    joints = standing_joints(corrector)
-    hovering = joints_to_features(joints)
-    hovering[:, ROOT_HEIGHT] += 0.10  # the whole body 10 cm up: root height and every joint's height
-    hovering[:, RIC_POSITIONS.start + 1 : RIC_POSITIONS.stop : 3] += 0.10
-    batch = batch_of(joints)
-    batch["features"][0, : len(hovering)] = hovering
-    out = corrector(batch)
-    assert out["status"][0] == "corrected"
-    assert out["float_mm_before"][0] > 90.0
-    assert out["float_mm_after"][0] <= 0.2 * out["float_mm_before"][0]
+def test_help_is_reported_per_frame_range():
+    correction = Correction(np.zeros((6, 22, 3)), "corrected", help=np.array([0, 1, 1, 0, 2, 2]))
+    assert correction.help_where == "1-2:1 4-5:2"
+    assert Correction(np.zeros((3, 22, 3)), "corrected", help=np.zeros(3, dtype=int)).help_where == ""
 
 
-def test_a_motion_the_humanoid_cannot_follow_falls_back():
-    joints = standing_joints(PhysicsCorrector(), frames=81)
-    joints[30:40, :, 1] += 1.0  # half a second a metre up in the air
-    out = PhysicsCorrector(CorrectConfig(max_recoveries=0))(batch_of(joints))
-    assert out["status"][0] == "fallback" and "fell" in out["error"][0] and out["falls"][0] == 1
-    np.testing.assert_array_equal(out["features"][0], batch_of(joints)["features"][0])
-    assert out["float_mm_after"][0] == out["float_mm_before"][0]
+# The judge over every procedural family and condition, and over HumanML3D-shaped clips and real
+# HumanML3D files: corrected once per module, checked criterion by criterion below.
+
+def clean_motions() -> dict[str, np.ndarray]:
+    real = real_motions()
+    keys = sorted(real)
+    motions = {family: procedural(family) for family in FAMILIES}
+    motions.update({f"humanml3d-shaped {family}": humanml3d_shaped(procedural(family), real[keys[i % len(keys)]])
+                    for i, family in enumerate(("walk", "jump_in_place", "squat", "kick", "sit_down"))})
+    motions.update({f"real {key}": joints for key, joints in real.items()})
+    return motions
 
 
-def test_one_broken_motion_does_not_sink_the_batch(corrector, monkeypatch):
-    batch = batch_of(standing_joints(corrector), standing_joints(corrector))
-    calls = []
-    original = corrector.correct_joints
-
-    def breaks_once(joints):
-        calls.append(len(joints))
-        if len(calls) == 1:
-            raise RuntimeError("simulated breakage")
-        return original(joints)
-
-    monkeypatch.setattr(corrector, "correct_joints", breaks_once)
-    out = corrector(batch)
-    assert list(out["status"]) == ["passthrough", "corrected"]
-    assert "m0" in out["error"][0] and "simulated breakage" in out["error"][0]
+@cache
+def judged() -> tuple:
+    corrector = PhysicsCorrector(CorrectConfig())
+    rows = []
+    for name, clean in clean_motions().items():
+        for condition in (CLEAN, *CORRUPTIONS):
+            corrupted = clean if condition == CLEAN else CORRUPTIONS[condition](clean, np.random.default_rng(1))
+            correction = corrector.correct_joints(corrupted)
+            assert correction.status == "corrected", f"{name} {condition}: {correction.error}"
+            rows.append(assess_case(name, condition, clean, corrupted, correction.joints))
+    return tuple(rows)
 
 
-def test_unknown_tuning_is_refused():
-    with pytest.raises(TypeError, match="unknown tuning.*allowed"):
-        PhysicsCorrector(CorrectConfig(), hinge_frequency=3.0)
+def passed(criterion: str, condition: str | None = None) -> tuple[int, int]:
+    rows = [row for row in judged() if condition is None or row.condition == condition]
+    counts = pass_counts(rows)[criterion]
+    return counts["passed"], counts["judged"]
 
 
-def test_ankle_height_is_inferred_per_dataset_convention():
-    """Procedural motions plant ankle and toe joints together; HumanML3D's ankles ride ~8 cm higher."""
-    from scl_ray.motion.procedural import generate_motion
-    from scl_ray.physics.corrector import infer_ankle_height
+@pytest.mark.parametrize("condition", list(CORRUPTIONS))
+def test_each_corruption_loses_most_of_its_own_damage(condition):
+    """>= 80 % of the damage to the corruption's own metric removed, on (nearly) every motion."""
+    done, judged_rows = passed("own_metric", condition)
+    allowed = {"slide": 4}.get(condition, 0)  # measured 20/22: run and a real clip keep some slide
+    assert done >= judged_rows - allowed, f"{condition}: {done}/{judged_rows}"
 
-    walk = generate_motion("walk", np.random.default_rng(0)).joints
-    assert infer_ankle_height(walk) == 0.0
-    lifted = walk.copy()
-    lifted[:, [7, 8], 1] += 0.08
-    assert infer_ankle_height(lifted) == pytest.approx(0.08)
+
+def test_corrected_motions_stay_near_the_clean_ones():
+    done, judged_rows = passed("mpjpe")
+    # Measured 116 of 132; the misses are noise on locomotion and the real clips (docs/results.md).
+    assert done >= 112, f"{done}/{judged_rows}"
+
+
+def test_no_teleports_and_jumps_stay_jumps():
+    done, judged_rows = passed("peak_jerk")
+    assert done >= judged_rows - 8, f"peak_jerk {done}/{judged_rows}"
+    done, judged_rows = passed("pelvis_height")
+    assert done >= judged_rows - 2, f"pelvis_height {done}/{judged_rows}"
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 12): tracked walks and runs gain 0.05-0.2 m/s of foot "
+                                       "skating and 20-60 % of jitter; docs/results.md has the table")
+def test_clean_motions_get_no_worse():
+    done, judged_rows = passed("other_metrics", CLEAN)
+    assert done == judged_rows, f"{done}/{judged_rows}"

@@ -1,0 +1,201 @@
+"""Kinematic clean-ups of a motion before the humanoid tracks it.
+
+A generated motion comes with defects that no tracking can undo well: a body that stands 5 cm in the
+floor or 10 cm above it, planted feet that slide at a constant speed, joints that jump for a few frames,
+noise on every coordinate. Each clean-up below removes one of them and leaves a clean motion unchanged
+(they are tested on the procedural families, where each is a no-op); the physics then does the rest:
+gravity, contacts, friction and the residual budget.
+
+In order (`clean_reference`):
+
+1. `remove_spikes`: frames where a bone's length leaves its median by more than SPIKE_M re-interpolate
+   the bone's child and its descendants from the frames where they are fine. Generated motions snap a
+   leg out of place for a frame or two; genuine fast motion keeps its bone lengths, so is left alone.
+   Skipped on noisy motions (noise moves bone lengths everywhere; smoothing handles it).
+2. `ground`: a constant vertical shift putting the floor at the low percentile of the lowest foot
+   joint's height (the motion's stance height). HumanML3D floors a motion at its lowest joint over all
+   frames, so a generated motion's floor is wherever its lowest frame happened to be.
+3. `remove_drift`: "odometry". Per frame the stillest foot joint near the floor is the support; its
+   horizontal velocity, as a median over DRIFT_WINDOW frames (a sustained slide, not a pivot), is
+   subtracted from the whole body where it exceeds DRIFT_START (fully from DRIFT_FULL). A slide of the
+   whole body while a foot is planted is not something a simulated foot with
+   friction can undo: the body stays, the reference leaves, and the gap grows without bound.
+4. `smooth`: Gaussian smoothing in time whose width follows the motion's estimated noise level (none
+   for a clean motion: smoothing a clean motion only blurs the timing of lift-offs and landings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, median_filter
+
+from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT, NUM_JOINTS, PARENTS
+
+FPS = 20.0
+SPIKE_M = 0.03  # a bone this much longer or shorter than its median is out of place
+FLOOR_PERCENTILE = 10.0  # of the lowest foot joint's height over frames: the stance height
+DRIFT_CONTACT_M = 0.025  # a foot joint this close to the floor may be planted
+DRIFT_WINDOW = 11  # frames (0.55 s): a slide lasts, a pivot or a shuffle of the support foot does not
+DRIFT_START, DRIFT_FULL = 0.15, 0.3  # m/s: support velocities ramp from untouched to fully removed
+DRIFT_SIGMA = 2.0  # frames: the removed velocity is eased in and out
+NOISE_FLOOR_M = 0.002  # estimated noise below this is left alone
+NOISE_PER_SIGMA_M = 0.005  # smoothing width: one frame of sigma per this much noise ...
+MAX_SIGMA = 4.0  # ... up to this many frames
+SPIKE_MAX_NOISE_M = 0.004  # above this noise level bone lengths are noisy everywhere: no spike search
+LOCK_HEIGHT_M = 0.03  # a foot whose lowest joint is this close to the floor ...
+LOCK_SPEED = 0.3  # ... and whose toe moves slower than this (m/s) is planted ...
+LOCK_MIN_FRAMES = 3  # ... for at least this many frames
+LOCK_EASE = 1.0  # frames: a lock eases in and out over about this
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What `clean_reference` did: joints re-interpolated as spikes, the floor found (m, moved to 0),
+    the largest removed support velocity (m/s), the estimated noise (m), the smoothing (frames) and the
+    largest horizontal shift of a planted foot (m)."""
+
+    spikes: int
+    floor: float
+    drift: float
+    noise: float
+    smoothing: float
+    lock: float
+
+
+def noise_level(joints: np.ndarray) -> float:
+    """Robust estimate of white noise on the coordinates of joints (T, 22, 3), metres.
+
+    A third difference of white noise of standard deviation s has standard deviation s * sqrt(20); a
+    smooth motion's third differences are small but for a few frames, so their median carries the noise.
+    """
+    if len(joints) < 4:
+        return 0.0
+    third = np.diff(joints, n=3, axis=0)
+    return float(1.4826 * np.median(np.abs(third)) / np.sqrt(20.0))
+
+
+def remove_spikes(joints: np.ndarray, threshold: float = SPIKE_M) -> tuple[np.ndarray, int]:
+    """joints (T, 22, 3) with out-of-place joints re-interpolated in time; and how many were."""
+    frames = len(joints)
+    children = np.arange(1, NUM_JOINTS)
+    lengths = np.linalg.norm(joints[:, children] - joints[:, np.array(PARENTS[1:])], axis=-1)
+    bad = np.zeros((frames, NUM_JOINTS), dtype=bool)
+    bad[:, 1:] = np.abs(lengths - np.median(lengths, axis=0)) > threshold
+    for joint in range(1, NUM_JOINTS):  # parents come first: a joint moved with its parent is out too
+        if PARENTS[joint] != 0:
+            bad[:, joint] |= bad[:, PARENTS[joint]]
+    out = joints.copy()
+    time = np.arange(frames)
+    for joint in np.flatnonzero(bad.any(axis=0)):
+        good = ~bad[:, joint]
+        if good.sum() < 2:
+            continue
+        for axis in range(3):
+            out[bad[:, joint], joint, axis] = np.interp(time[bad[:, joint]], time[good], joints[good, joint, axis])
+    return out, int(bad.sum())
+
+
+def ground(joints: np.ndarray) -> tuple[np.ndarray, float]:
+    """joints (T, 22, 3) shifted vertically so that their stance height is 0; and the floor found (m)."""
+    lowest = joints[:, list(FOOT_JOINTS), 1].min(axis=1)
+    floor = float(np.percentile(lowest, FLOOR_PERCENTILE))
+    out = joints.copy()
+    out[:, :, 1] -= floor
+    return out, floor
+
+
+def remove_drift(joints: np.ndarray) -> tuple[np.ndarray, float]:
+    """joints (T, 22, 3) without a sustained slide of the planted feet; and the largest removed (m/s)."""
+    feet = joints[:, list(FOOT_JOINTS)]
+    planted = feet[:, :, 1] < DRIFT_CONTACT_M
+    if len(joints) < 2 or not planted.any():
+        return joints.copy(), 0.0
+    velocities = np.gradient(feet[:, :, [0, 2]], 1.0 / FPS, axis=0)
+    speed = np.where(planted, np.linalg.norm(velocities, axis=-1), np.inf)
+    support = np.argmin(speed, axis=1)
+    drift = np.where(planted.any(axis=1)[:, None], velocities[np.arange(len(joints)), support], 0.0)
+    # Sustained: the median over DRIFT_WINDOW frames, so that a pivot or a shuffle of the support
+    # foot, or noise, is not a slide; a constant slide passes it unchanged.
+    drift = median_filter(drift, size=(DRIFT_WINDOW, 1), mode="nearest")
+    magnitude = np.linalg.norm(drift, axis=1, keepdims=True)
+    drift *= np.clip((magnitude - DRIFT_START) / (DRIFT_FULL - DRIFT_START), 0.0, 1.0)
+    drift = gaussian_filter1d(drift, DRIFT_SIGMA, axis=0, mode="nearest")
+    offset = np.cumsum(drift, axis=0) / FPS
+    offset -= offset[0]
+    out = joints.copy()
+    out[:, :, 0] -= offset[:, None, 0]
+    out[:, :, 2] -= offset[:, None, 1]
+    return out, float(np.linalg.norm(drift, axis=1).max(initial=0.0))
+
+
+def _planted_segments(heights: np.ndarray, speeds: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges where a foot is low and slow for at least LOCK_MIN_FRAMES frames."""
+    planted = (heights < LOCK_HEIGHT_M) & (speeds < LOCK_SPEED)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
+    return [(start, stop) for start, stop in zip(edges[::2], edges[1::2]) if stop - start >= LOCK_MIN_FRAMES]
+
+
+def _two_bone(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, thigh: float, shin: float) -> np.ndarray:
+    """(T, 3) knee positions that join hip (T, 3) to ankle (T, 3) with the given bone lengths, bent in
+    the plane the original knee (T, 3) shows."""
+    reach = ankle - hip
+    distance = np.clip(np.linalg.norm(reach, axis=-1, keepdims=True), abs(thigh - shin) + 1e-6, thigh + shin - 1e-6)
+    axis = reach / np.maximum(np.linalg.norm(reach, axis=-1, keepdims=True), 1e-12)
+    along = (thigh**2 - shin**2 + distance**2) / (2.0 * distance)
+    radius = np.sqrt(np.maximum(thigh**2 - along**2, 0.0))
+    pole = (knee - hip) - np.sum((knee - hip) * axis, axis=-1, keepdims=True) * axis
+    pole /= np.maximum(np.linalg.norm(pole, axis=-1, keepdims=True), 1e-12)
+    return hip + along * axis + radius * pole
+
+
+def lock_feet(joints: np.ndarray) -> tuple[np.ndarray, float]:
+    """joints (T, 22, 3) with each planted foot held in place horizontally (the knee follows by two-bone
+    IK); and the largest horizontal shift applied to a foot (m)."""
+    out = joints.copy()
+    largest = 0.0
+    if len(joints) < LOCK_MIN_FRAMES:
+        return out, largest
+    for side in ("left", "right"):
+        hip, knee, ankle, toe = (JOINT[f"{side}_{part}"] for part in ("hip", "knee", "ankle", "foot"))
+        heights = joints[:, [ankle, toe], 1].min(axis=1)
+        speeds = np.linalg.norm(np.gradient(joints[:, toe, [0, 2]], 1.0 / FPS, axis=0), axis=-1)
+        shift = np.zeros((len(joints), 3))
+        weight = np.zeros(len(joints))
+        for start, stop in _planted_segments(heights, speeds):
+            target = np.median(joints[start:stop, ankle, [0, 2]], axis=0)
+            shift[start:stop, [0, 2]] = target - joints[start:stop, ankle, [0, 2]]
+            weight[start:stop] = 1.0
+        if not weight.any():
+            continue
+        # Ease each lock in and out, so that the foot does not jump where a stance starts or ends.
+        weight = np.minimum(weight, gaussian_filter1d(weight, LOCK_EASE, mode="nearest") * 2.0)
+        shift *= weight[:, None]
+        lengths = np.linalg.norm(joints[0, [knee, ankle]] - joints[0, [hip, knee]], axis=-1)
+        out[:, [ankle, toe]] += shift[:, None]
+        out[:, knee] = _two_bone(out[:, hip], joints[:, knee], out[:, ankle], *lengths)
+        largest = max(largest, float(np.linalg.norm(shift, axis=-1).max()))
+    return out, largest
+
+
+def smooth(joints: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
+    """joints (T, 22, 3) smoothed in time for their noise level (m); and the Gaussian sigma (frames)."""
+    if noise < NOISE_FLOOR_M:
+        return joints, 0.0
+    sigma = float(np.clip(noise / NOISE_PER_SIGMA_M, 1.0, MAX_SIGMA))
+    return gaussian_filter1d(joints, sigma, axis=0, mode="nearest"), sigma
+
+
+def clean_reference(joints: np.ndarray) -> tuple[np.ndarray, Cleanup]:
+    """The motion the humanoid will track: joints (T, 22, 3) metres, y up, 20 fps, finite, T >= 4."""
+    joints = np.asarray(joints, dtype=np.float64)
+    noise = noise_level(joints)
+    spikes = 0
+    if noise < SPIKE_MAX_NOISE_M:
+        joints, spikes = remove_spikes(joints)
+    joints, sigma = smooth(joints, noise)
+    joints, floor = ground(joints)
+    joints, drift = remove_drift(joints)
+    joints, lock = lock_feet(joints)
+    return joints, Cleanup(spikes, floor, drift, noise, sigma, lock)
