@@ -12,16 +12,19 @@ In order (`clean_reference`):
    the bone's child and its descendants from the frames where they are fine. Generated motions snap a
    leg out of place for a frame or two; genuine fast motion keeps its bone lengths, so is left alone.
    Skipped on noisy motions (noise moves bone lengths everywhere; smoothing handles it).
-2. `ground`: a constant vertical shift putting the floor at the low percentile of the lowest foot
+2. `smooth`: Gaussian smoothing in time whose width follows the motion's estimated noise level (none
+   for a clean motion: smoothing a clean motion only blurs the timing of lift-offs and landings).
+3. `ground`: a constant vertical shift putting the floor at the low percentile of the lowest foot
    joint's height (the motion's stance height). HumanML3D floors a motion at its lowest joint over all
    frames, so a generated motion's floor is wherever its lowest frame happened to be.
-3. `remove_drift`: "odometry". Per frame the stillest foot joint near the floor is the support; its
+4. `remove_drift`: "odometry". Per frame the stillest foot joint near the floor is the support; its
    horizontal velocity, as a median over DRIFT_WINDOW frames (a sustained slide, not a pivot), is
    subtracted from the whole body where it exceeds DRIFT_START (fully from DRIFT_FULL). A slide of the
    whole body while a foot is planted is not something a simulated foot with
    friction can undo: the body stays, the reference leaves, and the gap grows without bound.
-4. `smooth`: Gaussian smoothing in time whose width follows the motion's estimated noise level (none
-   for a clean motion: smoothing a clean motion only blurs the timing of lift-offs and landings).
+5. `lock_feet`: each planted foot (low and slow for a few frames) is held in place horizontally and
+   its knee follows by two-bone IK, so that the reference's feet agree with what simulated feet with
+   friction will do.
 """
 
 from __future__ import annotations
@@ -44,9 +47,15 @@ NOISE_FLOOR_M = 0.002  # estimated noise below this is left alone
 NOISE_PER_SIGMA_M = 0.005  # smoothing width: one frame of sigma per this much noise ...
 MAX_SIGMA = 4.0  # ... up to this many frames
 SPIKE_MAX_NOISE_M = 0.004  # above this noise level bone lengths are noisy everywhere: no spike search
-LOCK_HEIGHT_M = 0.03  # a foot whose lowest joint is this close to the floor ...
-LOCK_SPEED = 0.3  # ... and whose toe moves slower than this (m/s) is planted ...
-LOCK_MIN_FRAMES = 3  # ... for at least this many frames
+# Foot locks. Generated feet slide while low: a foot whose lowest joint is within LOCK_HEIGHT_M of the
+# floor and whose toe moves slower than LOCK_SPEED (m/s) for LOCK_MIN_FRAMES frames is planted. Measured
+# on ten synthetic sets of the quickstart loop (64 samples each, generations 1-5, two seeds): with locks
+# at 3 cm and 0.3 m/s the simulated sets scored a mean FID of 0.591 against 0.541 for the samples as
+# sampled; at 5 cm and 1.0 m/s, 0.514 (the simulation then tracks feet that agree with its own). At 6 cm
+# and 2 m/s FID was about the same (0.505) but the corruption judge lost 7 speed checks.
+LOCK_HEIGHT_M = 0.05
+LOCK_SPEED = 1.0
+LOCK_MIN_FRAMES = 3
 LOCK_EASE = 1.0  # frames: a lock eases in and out over about this
 
 
@@ -172,9 +181,13 @@ def lock_feet(joints: np.ndarray) -> tuple[np.ndarray, float]:
         # Ease each lock in and out, so that the foot does not jump where a stance starts or ends.
         weight = np.minimum(weight, gaussian_filter1d(weight, LOCK_EASE, mode="nearest") * 2.0)
         shift *= weight[:, None]
-        lengths = np.linalg.norm(joints[0, [knee, ankle]] - joints[0, [hip, knee]], axis=-1)
+        thigh, shin = np.linalg.norm(joints[0, [knee, ankle]] - joints[0, [hip, knee]], axis=-1)
+        # A lock beyond the leg's reach is shortened to it: the leg keeps its length.
+        reach = joints[:, ankle] + shift - out[:, hip]
+        distance = np.linalg.norm(reach, axis=-1, keepdims=True)
+        shift += reach * (np.minimum(distance, thigh + shin - 1e-6) / np.maximum(distance, 1e-12) - 1.0)
         out[:, [ankle, toe]] += shift[:, None]
-        out[:, knee] = _two_bone(out[:, hip], joints[:, knee], out[:, ankle], *lengths)
+        out[:, knee] = _two_bone(out[:, hip], joints[:, knee], out[:, ankle], thigh, shin)
         largest = max(largest, float(np.linalg.norm(shift, axis=-1).max()))
     return out, largest
 
