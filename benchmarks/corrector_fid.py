@@ -35,7 +35,6 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,7 +42,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from procedural_speed import cpu_model  # noqa: E402
+from procedural_speed import cpu_model, save_and_print  # noqa: E402
 from scl_ray.config import load_config  # noqa: E402
 from scl_ray.evaluation.metrics import fid  # noqa: E402
 from scl_ray.loop.data import RealData  # noqa: E402
@@ -121,10 +120,7 @@ def main() -> None:
               "clean_corrected": {"fid": baseline["fid_corrected"], "fid_se": baseline["fid_corrected_se"],
                                   "statuses": baseline["statuses"]},
               "conditions": conditions, "machine": cpu_model()}
-    text = json.dumps(result, indent=2)
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(text + "\n")
-    print(text)
+    save_and_print(result, RESULT)
 
 
 if __name__ == "__main__":

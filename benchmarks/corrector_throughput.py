@@ -30,7 +30,6 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,7 +38,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from procedural_speed import cpu_model  # noqa: E402
+from procedural_speed import cpu_model, save_and_print  # noqa: E402
 from scl_ray.config import CorrectConfig  # noqa: E402
 from scl_ray.motion.features import features_to_joints  # noqa: E402
 from scl_ray.motion.features import joints_to_features  # noqa: E402
@@ -135,10 +134,7 @@ def main() -> None:
               "by_sim_hz": sorted(by_sim_hz, key=lambda row: row["sim_hz"]),
               "motions": args.motions, "frames": FRAMES, "cores": len(os.sched_getaffinity(0)),
               "machine": cpu_model()}
-    text = json.dumps(result, indent=2)
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(text + "\n")
-    print(text)
+    save_and_print(result, RESULT)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ def cpu_model() -> str:
     return platform.platform()
 
 
+def save_and_print(result: dict, path: Path) -> None:
+    """Write a benchmark's JSON object to `path` (benchmarks/results/...) and print it."""
+    text = json.dumps(result, indent=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(text)
+
+
 def per_frame(motions) -> float:
     """Seconds to rebuild and pose `motions` one frame at a time; checks the joints agree."""
     start = time.perf_counter()

@@ -17,14 +17,13 @@ Usage: python benchmarks/retarget_geometry.py
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from procedural_speed import cpu_model  # noqa: E402
+from procedural_speed import cpu_model, save_and_print  # noqa: E402
 from scl_ray.motion.procedural.families import FAMILIES  # noqa: E402
 from scl_ray.motion.skeleton import Skeleton  # noqa: E402
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings, infer_ankle_height  # noqa: E402
@@ -61,10 +60,7 @@ def main() -> None:
             skeleton: {"min": min(r[skeleton] for r in rows), "mean": float(np.mean([r[skeleton] for r in rows])),
                        "max": max(r[skeleton] for r in rows)} for skeleton in rows[0]}}
     result["machine"] = cpu_model()
-    text = json.dumps(result, indent=2)
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(text + "\n")
-    print(text)
+    save_and_print(result, RESULT)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,6 @@ def cmd_evaluator_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
 
     from scl_ray import storage
     from scl_ray.loop.data import RealData

@@ -125,6 +125,9 @@ class PhysicsCorrector:
             return Correction(joints, "failed", error=f"{type(error).__name__}: {error}")
         if not np.isfinite(tracking.joints).all():
             return Correction(joints, "failed", error="the simulation produced non-finite joints")
+        reason = _flying_off(tracking.joints)
+        if reason:  # a teleport would not be a correction; the output must be something a body did
+            return Correction(joints, "failed", error=f"the simulated motion is not a body's: {reason}")
         report = {
             "tracking_error": float(np.linalg.norm(tracking.joints - cleaned, axis=-1).mean()),
             "help_max": int(tracking.help.max(initial=0)),

@@ -51,7 +51,8 @@ STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 # Regularisation of the contact forces' least squares, relative to body weight: among the force
 # distributions that give the wanted wrench, prefer the evenly spread ones.
 FORCE_REGULARISATION = 1e-2
-MIN_CONTACT_WEIGHT = 0.05  # a corner at the top of the contact band costs 1 / this squared more
+MIN_CONTACT_WEIGHT = 0.05
+MAX_SUPPORT = 4.0  # body weights: the most the feet are asked to push (a jump's landing reaches 3-5)  # a corner at the top of the contact band costs 1 / this squared more
 
 
 class TrackingFailed(RuntimeError):
@@ -68,8 +69,9 @@ class TrackerSettings:
     frame rate; root_hz: natural frequency of the root's feedback; friction: friction
     coefficient assumed when sharing the load (below the floor's, so that planned forces hold);
     contact_height: a sole corner this close to the floor (m) can push; help_levels, help_factor,
-    max_help: the help ladder (its top force, body weights); fall_distance (m) / fall_angle (radians): root deviations that roll back;
-    rollback_frames: how far back; help_frames: how many frames from there get the higher level."""
+    max_help: the help ladder (its top force, body weights); fall_distance (m) / fall_angle
+    (radians): root deviations that roll back; rollback_frames: how far back; help_frames: how many
+    frames from there get the higher level."""
 
     control_hz: float = 60.0
     fps: float = 20.0
@@ -175,6 +177,7 @@ class _Controller:
         self.servo_gain = model.actuator_gainprm[servos, 0].copy()
         self.servo_bias = model.actuator_biasprm[servos, :3].copy()
         self.servo_range = model.actuator_forcerange[servos].copy()
+        self.strength = model.actuator_forcerange[humanoid.hinge_actuators, 1].copy()
 
     def set_help(self, level: int) -> float:
         """Arm the root servo for help `level` (0: off); returns its gain factor. Its force limits grow
@@ -238,11 +241,15 @@ class _Controller:
         omega = 2.0 * np.pi * settings.root_hz
         mujoco.mj_fullM(model, data, self.inertia)
         wrench = force[:6] + self.inertia[:6, :6] @ (omega**2 * error + 2.0 * omega * (qvel[:6] - data.qvel[:6]))
+        # A human's legs push with a few body weights at most; a generated reference can ask for tens.
+        wrench *= min(1.0, MAX_SUPPORT * self.weight / max(np.linalg.norm(wrench[:3]), 1e-12))
         contact = self._contact_forces(data, wrench)
         limit = self.servo_range[:, 1]  # the budget, per component
         residual = np.clip(wrench - contact[:6], -limit, limit)
         data.qfrc_applied[:] = 0.0
-        data.qfrc_applied[humanoid.hinge_dofs] = force[humanoid.hinge_dofs] - contact[humanoid.hinge_dofs]
+        # The hinges' strength: the feed-forward is clipped to what each hinge's servo can exert.
+        data.qfrc_applied[humanoid.hinge_dofs] = np.clip(force[humanoid.hinge_dofs] - contact[humanoid.hinge_dofs],
+                                                         -self.strength, self.strength)
         data.qfrc_applied[:6] = residual
         if help_factor > 0.0:
             lead = self.lead[self.servos] / np.sqrt(help_factor)
@@ -254,10 +261,15 @@ class _Controller:
         return residual
 
 
-def _diverged(data: mujoco.MjData, target: np.ndarray, warnings: np.ndarray, settings: TrackerSettings) -> bool:
+def _unstable(data: mujoco.MjData, warnings: np.ndarray) -> bool:
+    """A non-finite state or a new MuJoCo divergence warning (after which MuJoCo resets to qpos0)."""
     if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
         return True
-    if any(data.warning[w].number > warnings[i] for i, w in enumerate(DIVERGENCE_WARNINGS)):
+    return any(data.warning[w].number > warnings[i] for i, w in enumerate(DIVERGENCE_WARNINGS))
+
+
+def _diverged(data: mujoco.MjData, target: np.ndarray, warnings: np.ndarray, settings: TrackerSettings) -> bool:
+    if _unstable(data, warnings):
         return True
     if np.linalg.norm(data.qpos[:3] - target[:3]) > settings.fall_distance:
         return True
@@ -282,7 +294,7 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
     """Simulate the humanoid following reference configurations (T, nq) at settings.fps, T >= 1.
 
     data: scratch MjData to reuse (its state is overwritten). Returns the simulated motion at the same
-    frames; raises TrackingFailed only if the state stops being finite with the most help.
+    frames; raises TrackingFailed only if the simulation becomes unstable even with the most help.
     """
     model = humanoid.model
     data = data if data is not None else mujoco.MjData(model)
@@ -328,7 +340,7 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
                     rollbacks += 1
                     frame = start
                     continue
-                if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+                if _unstable(data, warnings):  # MuJoCo has reset the state: continuing would teleport
                     raise TrackingFailed(f"the simulation diverged at frame {frame + 1} with the most help "
                                          f"(level {settings.help_levels})", frame + 1)
             frame += 1

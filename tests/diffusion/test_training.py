@@ -7,7 +7,6 @@ import torch.multiprocessing as mp
 from scl_ray.config import ModelConfig, SampleConfig, TrainConfig
 from scl_ray.diffusion.checkpoint import load_denoiser
 from scl_ray.diffusion.data import MotionTextDataset
-from scl_ray.diffusion.schedule import schedule_alphas_cumprod
 from scl_ray.diffusion.training import DiffusionTrainer, diffusion_loss, geometric_losses, masked_mean
 from scl_ray.motion.features import FOOT_CONTACTS, Normalizer
 

@@ -121,7 +121,7 @@ def _wave(p: dict) -> list[str]:
     where = " above the head" if p["high"] else ""
     if p["hand"] == "both":
         return [f"waves with both hands{where}", f"raises both arms and waves{where}",
-                f"waves hello with both hands", f"lifts both hands and waves them{where}"]
+                "waves hello with both hands", f"lifts both hands and waves them{where}"]
     side = p["hand"]
     return [f"waves with the {side} hand{where}", f"raises the {side} hand and waves{where}",
             f"waves hello with the {side} hand", f"lifts the {side} arm and waves{where}"]
