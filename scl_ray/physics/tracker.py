@@ -169,6 +169,7 @@ class _Controller:
         self.weight = humanoid.weight
         self.pyramid = _friction_pyramid(settings.friction)
         self.jacobian = np.zeros((3, model.nv))
+        self.rotation_jacobian = np.zeros((3, model.nv))
         self.inertia = np.zeros((model.nv, model.nv))
         self.lead = -model.actuator_biasprm[:, 2] / model.actuator_gainprm[:, 0]  # kv / kp of each servo
         self.hinge_qpos = np.concatenate(list(humanoid.hinge_qpos.values()))
@@ -204,19 +205,26 @@ class _Controller:
         the root wrench (6,); zero when no corner is near. A corner's share fades out as it rises from the
         floor to contact_height (its forces cost more), so that the plan changes smoothly as a sole rolls."""
         model, humanoid, height = self.model, self.humanoid, self.settings.contact_height
-        jacobians, weights = [], []
+        jacobians, heights = [], []
         for body, corners in zip(humanoid.sole_bodies, humanoid.sole_corners):
-            points = data.xpos[body] + corners @ data.xmat[body].reshape(3, 3).T
-            for point in points[points[:, 2] < height]:
-                mujoco.mj_jac(model, data, self.jacobian, None, point, body)
-                jacobians.append(self.jacobian.copy())
-                weights.append(max(1.0 - max(point[2], 0.0) / height, MIN_CONTACT_WEIGHT))
+            offsets = corners @ data.xmat[body].reshape(3, 3).T  # (4, 3) from the foot's origin, world frame
+            low = data.xpos[body, 2] + offsets[:, 2] < height
+            if not low.any():
+                continue
+            # A point's Jacobian is the body's translation plus its rotation crossed with the offset.
+            mujoco.mj_jacBody(model, data, self.jacobian, self.rotation_jacobian, body)
+            arms = offsets[low]
+            wx, wy, wz = self.rotation_jacobian  # rows: the body's angular velocity per dof
+            ax, ay, az = arms.T[:, :, None]
+            jacobians.append(self.jacobian[None] - np.stack([ay * wz - az * wy, az * wx - ax * wz, ax * wy - ay * wx], 1))
+            heights.append(data.xpos[body, 2] + arms[:, 2])
         if not jacobians:
             return np.zeros(model.nv)
-        jacobians = np.array(jacobians)  # (K, 3, nv)
+        jacobians = np.concatenate(jacobians)  # (K, 3, nv)
+        weights = np.maximum(1.0 - np.maximum(np.concatenate(heights), 0.0) / height, MIN_CONTACT_WEIGHT)
         # Root rows of each corner's force along each pyramid edge: (6, 4K).
         columns = np.einsum("kiv,ie->vke", jacobians[:, :, :6], self.pyramid).reshape(6, -1)
-        costs = np.repeat(np.sqrt(FORCE_REGULARISATION) / np.array(weights), 4)
+        costs = np.repeat(np.sqrt(FORCE_REGULARISATION) / weights, 4)
         system = np.vstack([columns, np.diag(costs)])
         target = np.concatenate([wrench / self.weight, np.zeros(len(costs))])
         amounts, _ = nnls(system, target, maxiter=50 * len(costs))
