@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ def dataset_root(data: DataConfig, progress: bool = True) -> Path:
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
         if progress:
-            print(f"generating the procedural dataset ({data.procedural_num} motions) in {root}")
+            print(f"generating the procedural dataset ({data.procedural_num} motions) in {root}", file=sys.stderr)
         write_procedural_dataset(staging, num=data.procedural_num, seed=data.procedural_seed)
         try:
             os.rename(staging, root)
