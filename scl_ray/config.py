@@ -87,7 +87,8 @@ class TrainConfig:
     geometric_losses: bool = setting(False, help="MDM's joint position/velocity/foot losses")
     bf16: Switch = setting("auto", help="bf16 autocast; auto = on for CUDA")
     compile: Switch = setting("auto", help="torch.compile; auto = on for CUDA")
-    seed: int = setting(0, low=0)
+    seed: int = setting(0, low=0, help="initial weights and training noise outside a loop (scl-ray train); "
+                                       "a loop's generations are seeded by loop.seed")
     log_every: int = setting(50, low=1)
 
     def __post_init__(self) -> None:
@@ -179,7 +180,8 @@ class LoopConfig:
     strength: float = setting(1.0, low=0.0, high=1.0, help="probability a synthetic motion is replaced by its correction")
     steps_per_generation: int = setting(1000, low=1)
     accumulate: bool = setting(False, help="keep earlier generations' synthetic sets (the paper does not)")
-    seed: int = setting(0, low=0)
+    seed: int = setting(0, low=0, help="the real subset, and each generation's initial weights, data order, "
+                                       "diffusion noise, dropout, prompts and sampling noise")
 
     def __post_init__(self) -> None:
         validate(self)

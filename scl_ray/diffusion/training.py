@@ -7,9 +7,11 @@ position, joint velocity and foot-contact losses on joints recovered from the fe
 `DiffusionTrainer` keeps the model, optimiser, EMA and (on CUDA) compiled graph alive, so a
 self-consuming loop calls `train(dataset, steps)` once per generation on a changing dataset,
 `sample(...)` for synthetic and evaluation motions, and `save_checkpoint`/`load_checkpoint` at
-generation boundaries. Every random draw of a `train` call comes from generators seeded by
-(train.seed, the step count at the start of the call, purpose[, rank]); the checkpoint therefore
-only needs the step to continue exactly, on every rank, with the same next losses.
+generation boundaries. The initial weights come from (seed, _INIT), and every random draw of a
+`train` call from generators seeded by (the call's seed, the step count at the start of the call,
+purpose[, rank]); given the same seed, the checkpoint's step is therefore all it takes to continue
+exactly, on every rank, with the same next losses. The seed is the trainer's (`train.seed` unless
+given) or the one passed to `train`: a self-consuming loop passes its generation's, from `loop.seed`.
 """
 
 from __future__ import annotations
@@ -119,13 +121,15 @@ class DiffusionTrainer:
     created beforehand (Ray Train does it); with world_size > 1 the model is wrapped in DDP
     (gradients averaged), each rank takes its slice of every global batch (train.batch_size is
     global) and the reported losses are the global batch's. normalizer: the dataset's feature
-    statistics (stored in checkpoints; needed by geometric losses).
+    statistics (stored in checkpoints; needed by geometric losses). seed: the initial weights' seed and
+    the default seed of `train` (None: train_config.seed).
     """
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
                  text_dim: int = 384, feature_dim: int = 263, max_frames: int = 196, rank: int = 0,
-                 world_size: int = 1, normalizer: Normalizer | None = None):
+                 world_size: int = 1, normalizer: Normalizer | None = None, seed: int | None = None):
         self.model_config, self.train_config = model_config, train_config
+        self.seed = train_config.seed if seed is None else seed
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
         self.normalizer = normalizer
@@ -136,7 +140,7 @@ class DiffusionTrainer:
         self.alphas_cumprod = schedule_alphas_cumprod(model_config.noise_schedule, model_config.diffusion_steps)
         # Same weights on every rank and every device type for a seed: initialise on the CPU.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(train_config.seed, _INIT))
+            torch.manual_seed(derive_seed(self.seed, _INIT))
             self.model = Denoiser(model_config, **self.dims)
         self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if train_config.ema_decay > 0 else None
@@ -184,12 +188,16 @@ class DiffusionTrainer:
                 torch.use_deterministic_algorithms(deterministic)
                 torch.utils.deterministic.fill_uninitialized_memory = fill
 
-    def train(self, dataset: MotionTextDataset, steps: int, progress: bool = False) -> list[float]:
-        """Run `steps` optimisation steps on dataset; returns each step's loss (the global batch's)."""
+    def train(self, dataset: MotionTextDataset, steps: int, progress: bool = False,
+              seed: int | None = None) -> list[float]:
+        """Run `steps` optimisation steps on dataset; returns each step's loss (the global batch's).
+
+        seed: of the data order, diffusion noise and dropout of this call (None: the trainer's seed).
+        """
         if dataset.features.shape[-1] != self.dims["feature_dim"] or dataset.max_frames > self.dims["max_frames"]:
             raise ValueError(f"dataset features {tuple(dataset.features.shape)} do not fit the model "
                              f"(feature_dim {self.dims['feature_dim']}, max_frames {self.dims['max_frames']})")
-        seed, start = self.train_config.seed, self.step
+        seed, start = self.seed if seed is None else seed, self.step
         data_generator = torch.Generator().manual_seed(derive_seed(seed, start, _DATA))
         noise_generator = torch.Generator(self.device).manual_seed(derive_seed(seed, start, _NOISE))
         order = BatchOrder(len(dataset), self.train_config.batch_size, data_generator)

@@ -38,7 +38,12 @@ def pick_captions(motions: MotionSet, seed: int) -> list[str]:
 
 
 class MotionLoopModel:
-    """A resident diffusion model trained and sampled generation after generation."""
+    """A resident diffusion model trained and sampled generation after generation.
+
+    The loop's seeds reach it: `reset(seed)` draws the initial weights from seed, `train(..., seed)`
+    the data order, diffusion noise and dropout of that generation (the loop passes each generation's
+    seed, derived from `loop.seed`); before any reset the weights come from `train.seed`.
+    """
 
     def __init__(self, config: Config, normalizer: Normalizer, bank: CaptionBank, device: str = "cpu",
                  rank: int = 0, world_size: int = 1, gather: Gather = single_process_gather,
@@ -48,13 +53,13 @@ class MotionLoopModel:
         self.progress = progress
         self.trainer = self._new_trainer()
 
-    def _new_trainer(self) -> DiffusionTrainer:
+    def _new_trainer(self, seed: int | None = None) -> DiffusionTrainer:
         return DiffusionTrainer(self.config.model, self.config.train, self.device, text_dim=self.bank.dim,
                                 max_frames=self.config.data.max_frames, rank=self.rank,
-                                world_size=self.world_size, normalizer=self.normalizer)
+                                world_size=self.world_size, normalizer=self.normalizer, seed=seed)
 
     def reset(self, seed: int) -> None:
-        self.trainer = self._new_trainer()
+        self.trainer = self._new_trainer(seed)
 
     def dataset(self, items: MotionSet) -> MotionTextDataset:
         captions = [c for motion in items.captions for c in motion]
@@ -65,7 +70,7 @@ class MotionLoopModel:
                                               caption_motion=owner, motion_ids=items.ids)
 
     def train(self, items: MotionSet, steps: int, seed: int) -> dict[str, float]:
-        losses = self.trainer.train(self.dataset(items), steps, progress=self.progress)
+        losses = self.trainer.train(self.dataset(items), steps, progress=self.progress, seed=seed)
         tail = losses[-max(1, len(losses) // 10):]
         return {"loss": float(np.mean(tail)), "steps": float(self.trainer.step)}
 

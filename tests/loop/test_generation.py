@@ -230,3 +230,18 @@ def test_progress_line_names_the_generation_its_metrics_and_time():
     line = progress_line(3, {"fid": 0.51234, "diversity": 1.2, "correction/corrected": 30.0, "train/loss": 0.9,
                              "time/generation_s": 23.6})
     assert line == "generation 3: fid 0.512  diversity 1.2  corrected 30  (24 s)"
+
+
+def test_generation_zero_is_shared_only_between_loops_of_one_seed_and_size():
+    import dataclasses
+
+    from scl_ray.config import Config
+    from scl_ray.loop.plan import generation_zero_key
+
+    def key(**loop):
+        config = Config()
+        return generation_zero_key(dataclasses.replace(config, loop=dataclasses.replace(config.loop, **loop)))
+
+    assert key(seed=0, synthetic_ratio=0.0, strength=0.0) == key(seed=0, synthetic_ratio=1.0, strength=0.5)
+    assert key(seed=0) != key(seed=1)
+    assert key(train_size=64) != key(train_size=128)
