@@ -147,6 +147,8 @@ class EvaluatorConfig:
     batch_size: int = setting(64, low=2)
     lr: float = setting(1e-3, low=0.0, low_open=True)
     seed: int = setting(0, low=0)
+    threads: int = setting(1, low=1, help="torch threads while training: the weights depend on it, so it is "
+                           "part of the evaluator, not of the machine")
     t2m_checkpoint: str | None = setting(None, help="original T2M evaluator dir (literature-comparable mode)")
     glove_dir: str | None = setting(None, help="word vectors for the T2M text encoder")
 

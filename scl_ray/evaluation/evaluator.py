@@ -1,9 +1,20 @@
 """The evaluator behind FID, R-precision, Matching score, Diversity and MultiModality: train, cache, load.
 
 `Evaluator` embeds raw 263-d motions and captions into one space (networks in encoders.py).
-`train_evaluator` fits it contrastively on a dataset's train split; `load_or_train_evaluator`
-caches the result under cache_dir, keyed by the training data's content, the normaliser, the
-evaluator config and the text encoder, or loads the original T2M evaluator when the config names one.
+`train_evaluator` fits it contrastively on a dataset's train split; `evaluator_file` gives the bytes
+of the evaluator a dataset and config call for: ours, trained once and cached under cache_dir (keyed
+by the training data's content, the normaliser, the evaluator config and the text encoder), or the
+original T2M evaluator bundled into one file. An experiment keeps those bytes as its evaluator, so
+every trial on every node scores with the same one; `evaluator_hash` names it in each generation's
+metrics. `load_or_train_evaluator` is the standalone commands' way (`scl-ray evaluate`).
+
+Training is reproducible: the same data, config and seed give the same file, byte for byte, whatever
+the caller's torch thread count or the machine's load. CPU kernels reduce in a thread-count-dependent
+order (two threads gave other weights than one, measured), so training runs with `config.threads`
+intra-op threads, under torch's deterministic algorithms, with the random streams seeded from
+`config.seed` (the caller's thread count, determinism flag and random state are restored after).
+Another CPU instruction set may still round differently, which is why trials load the experiment's
+file instead of training their own.
 
 Loss: symmetric InfoNCE over the cosine similarities of a batch's N captions and N motions,
 rather than T2M's margin loss on one shifted negative pair per sample: every other motion in the
@@ -16,7 +27,9 @@ distance the protocol ranks by (d^2 = 2 - 2 cos) orders pairs exactly as the los
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -34,11 +47,14 @@ from scl_ray.config import EvaluatorConfig
 from scl_ray.diffusion.text import TextEncoder, embed_captions, get_text_encoder
 from scl_ray.evaluation.encoders import (FEATURE_DIM, TEXT_MAX_TOKENS, EvaluatorNetwork, caption_words,
                                          motion_batches, pad_motions)
-from scl_ray.evaluation.t2m import load_t2m_evaluator
+from scl_ray.evaluation.t2m import T2M_FORMAT, T2MEvaluator, load_t2m_evaluator
 
-__all__ = ["Evaluator", "train_evaluator", "load_or_train_evaluator", "evaluator_cache_path"]
+__all__ = ["Evaluator", "train_evaluator", "load_or_train_evaluator", "evaluator_cache_path", "evaluator_file",
+           "evaluator_hash", "read_evaluator", "training_threads"]
 
 _FORMAT = "scl-ray-evaluator-v1"
+# Hex digits of an evaluator's sha256 kept as its name (64 bits: no two evaluators of a project collide).
+HASH_CHARS = 16
 # InfoNCE temperature: cosine 1 vs 0 becomes a logit gap of 10.
 TEMPERATURE = 0.1
 
@@ -88,33 +104,76 @@ class Evaluator:
         with torch.no_grad():
             return self.network.text(tokens.float(), mask)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write weights, config, feature statistics and the text encoder's name atomically."""
-        path = Path(path).expanduser()
+    def to_bytes(self) -> bytes:
+        """Weights, config, feature statistics and the text encoder's name, as `torch.save` writes them."""
         state = {"format": _FORMAT, "config": asdict(self.config), "text_encoder": self.text_encoder.name,
                  "token_dim": self.text_encoder.dim, "max_tokens": self.max_tokens,
                  "network": self.network.state_dict()}
-        storage.write_serialized(path, lambda stream: torch.save(state, stream))
-        return path
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    def save(self, location: str | os.PathLike) -> str | os.PathLike:
+        """Write `to_bytes()` atomically to a local path or a URI; returns the location."""
+        storage.write_bytes(location, self.to_bytes())
+        return location
 
     @classmethod
-    def load(cls, path: str | os.PathLike, text_encoder: TextEncoder | None = None) -> "Evaluator":
+    def load(cls, location: str | os.PathLike, text_encoder: TextEncoder | None = None) -> "Evaluator":
         """Read an evaluator written by `save`; its text encoder is recreated by name unless one is given."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"no evaluator at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not an scl-ray evaluator (format {_FORMAT}); an original T2M "
-                             "evaluator loads with scl_ray.evaluation.t2m.load_t2m_evaluator")
+        evaluator = read_evaluator(storage.read_bytes(location), str(location), text_encoder)
+        if not isinstance(evaluator, cls):
+            raise ValueError(f"{location} holds the original T2M evaluator, not one of ours")
+        return evaluator
+
+    @classmethod
+    def from_state(cls, state: dict, where: str, text_encoder: TextEncoder | None = None) -> "Evaluator":
         text_encoder = text_encoder or get_text_encoder(state["text_encoder"])
         if text_encoder.name != state["text_encoder"]:
-            raise ValueError(f"{path} was trained on text encoder {state['text_encoder']!r}, "
+            raise ValueError(f"{where} was trained on text encoder {state['text_encoder']!r}, "
                              f"not {text_encoder.name!r}")
         config = EvaluatorConfig(**state["config"])
         network = EvaluatorNetwork(config, state["token_dim"], np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM))
         network.load_state_dict(state["network"])
         return cls(network, text_encoder, config, state["max_tokens"])
+
+
+def read_evaluator(data: bytes, where: str, text_encoder: TextEncoder | None = None) -> "Evaluator | T2MEvaluator":
+    """An evaluator from the bytes of its file (ours, or a T2M bundle); `where` names the file in errors.
+
+    text_encoder: ours recreates its text encoder by name unless one is given (it must have that name).
+    """
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{where} is not an evaluator file ({type(error).__name__}: {error})") from None
+    kind = state.get("format") if isinstance(state, dict) else None
+    if kind == _FORMAT:
+        return Evaluator.from_state(state, where, text_encoder)
+    if kind == T2M_FORMAT:
+        return T2MEvaluator.from_state(state)
+    raise ValueError(f"{where} is not an evaluator file: its format is {kind!r}, expected {_FORMAT!r} (ours) or "
+                     f"{T2M_FORMAT!r} (the original T2M evaluator, bundled)")
+
+
+def evaluator_hash(data: bytes) -> str:
+    """The name of an evaluator: the first HASH_CHARS hex digits of its file's sha256."""
+    return hashlib.sha256(data).hexdigest()[:HASH_CHARS]
+
+
+@contextlib.contextmanager
+def training_threads(threads: int):
+    """Run the block with `threads` torch intra-op threads and deterministic algorithms, then restore both."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+        torch.set_num_threads(previous_threads)
 
 
 def _caption_lists(train_captions: Sequence[str] | Sequence[Sequence[str]], count: int) -> list[list[str]]:
@@ -142,13 +201,13 @@ def _info_nce(text: torch.Tensor, motion: torch.Tensor, caption_ids: torch.Tenso
 def train_evaluator(train_features: Sequence[np.ndarray], train_captions: Sequence[str] | Sequence[Sequence[str]],
                     normalizer, config: EvaluatorConfig, text_encoder: TextEncoder, progress: bool = True,
                     cache_dir: str | os.PathLike | None = None) -> Evaluator:
-    """Fit the evaluator on a train split; deterministic on CPU for a given config.seed.
+    """Fit the evaluator on a train split: the same inputs give the same weights, bit for bit (module docstring).
 
     train_features: raw (F_i, 263) float features at 20 fps. train_captions: per motion, one caption
     or a list of them (one is drawn per motion per epoch, as T2M does). normalizer: anything with
     `mean` and `std` arrays of shape (263,), e.g. the dataset's `Normalizer`; stored in the evaluator.
     cache_dir: where the captions' token embeddings are cached (see `embed_captions`).
-    The caller's torch random state is left untouched.
+    The caller's torch random state, thread count and determinism flag are left untouched.
     """
     motions = [np.asarray(features, np.float32) for features in train_features]
     if len(motions) < 2:
@@ -164,8 +223,8 @@ def train_evaluator(train_features: Sequence[np.ndarray], train_captions: Sequen
 
     rng = np.random.default_rng(config.seed)
     num_batches = math.ceil(len(motions) / config.batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]), training_threads(config.threads):
+        torch.manual_seed(config.seed)  # initial weights and dropout masks
         network = EvaluatorNetwork(config, text_encoder.dim, normalizer.mean, normalizer.std)
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * num_batches)
@@ -214,20 +273,32 @@ def evaluator_cache_path(train_features: Sequence[np.ndarray], train_captions: S
     return Path(cache_dir).expanduser() / "evaluators" / f"evaluator_{key}.pt"
 
 
+def evaluator_file(train_features: Sequence[np.ndarray], train_captions: Sequence[str] | Sequence[Sequence[str]],
+                   normalizer, config: EvaluatorConfig, text_encoder: TextEncoder, cache_dir: str | os.PathLike,
+                   progress: bool = True) -> bytes:
+    """The file of the evaluator for this train split and config, as bytes: the original T2M evaluator
+    bundled into one file when config.t2m_checkpoint is set, else ours, trained once (reproducibly) and
+    cached under cache_dir/evaluators/ (atomic write). `read_evaluator` turns them into an evaluator.
+    """
+    if config.t2m_checkpoint:
+        return load_t2m_evaluator(config.t2m_checkpoint, config.glove_dir).to_bytes()
+    path = evaluator_cache_path(train_features, train_captions, normalizer, config, text_encoder, cache_dir)
+    if not path.is_file():
+        evaluator = train_evaluator(train_features, train_captions, normalizer, config, text_encoder,
+                                    progress=progress, cache_dir=cache_dir)
+        evaluator.save(path)
+    return path.read_bytes()
+
+
 def load_or_train_evaluator(train_features: Sequence[np.ndarray], train_captions: Sequence[str] | Sequence[Sequence[str]],
                             normalizer, config: EvaluatorConfig, text_encoder: TextEncoder,
                             cache_dir: str | os.PathLike, progress: bool = True):
     """The evaluator for this train split: the original T2M one when config.t2m_checkpoint is set,
-    else ours, trained once and cached under cache_dir/evaluators/ (atomic write), then loaded.
+    else ours, trained once and cached under cache_dir/evaluators/ (see `evaluator_file`), then loaded.
 
     Returns an `Evaluator`, or a `T2MEvaluator`; both have embed_motions / embed_texts.
     """
     if config.t2m_checkpoint:
         return load_t2m_evaluator(config.t2m_checkpoint, config.glove_dir)
-    path = evaluator_cache_path(train_features, train_captions, normalizer, config, text_encoder, cache_dir)
-    if path.is_file():
-        return Evaluator.load(path, text_encoder)
-    evaluator = train_evaluator(train_features, train_captions, normalizer, config, text_encoder,
-                                progress=progress, cache_dir=cache_dir)
-    evaluator.save(path)
-    return evaluator
+    data = evaluator_file(train_features, train_captions, normalizer, config, text_encoder, cache_dir, progress)
+    return read_evaluator(data, f"the evaluator cached under {cache_dir}/evaluators", text_encoder)

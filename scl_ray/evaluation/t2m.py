@@ -12,10 +12,14 @@ Motions are normalised with the evaluator's own statistics (`meta/mean.npy`, `me
 model directory under <t2m>, or MDM's `t2m_mean.npy` / `t2m_std.npy`), not the dataset's.
 Captions become `word/POS` tokens (HumanML3D's tokens when given, else
 `scl_ray.motion.humanml3d.tokenize`), each a 300-d GloVe vector plus a part-of-speech one-hot.
+
+`T2MEvaluator.to_bytes` bundles the networks, statistics and word vectors into one file (format
+T2M_FORMAT), which is how an experiment keeps it: its trials need none of the released files.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -30,7 +34,10 @@ from scl_ray.evaluation.encoders import CONTACT_DIMS, FEATURE_DIM, UNIT_LENGTH, 
 from scl_ray.motion.humanml3d import tokenize
 
 __all__ = ["T2MEvaluator", "load_t2m_evaluator", "WordVectors", "MovementConvEncoder", "TextEncoderBiGRUCo",
-           "MotionEncoderBiGRUCo", "POS_ENUMERATOR", "GLOVE_FILES", "CHECKPOINT_PATH"]
+           "MotionEncoderBiGRUCo", "POS_ENUMERATOR", "GLOVE_FILES", "CHECKPOINT_PATH", "T2M_FORMAT"]
+
+T2M_FORMAT = "scl-ray-t2m-evaluator-v1"
+NETWORKS = ("movement_encoder", "text_encoder", "motion_encoder")
 
 CHECKPOINT_PATH = Path("text_mot_match", "model", "finest.tar")
 GLOVE_FILES = ("our_vab_data.npy", "our_vab_words.pkl", "our_vab_idx.pkl")
@@ -104,7 +111,13 @@ class MotionEncoderBiGRUCo(_BiGRUCo):
 class WordVectors:
     """T2M's vocabulary: GloVe vectors of the words HumanML3D uses, `unk` for the rest."""
 
-    def __init__(self, glove_dir: str | os.PathLike):
+    def __init__(self, vectors: dict[str, np.ndarray]):
+        if "unk" not in vectors:
+            raise ValueError("T2M's vocabulary has no 'unk' word, which T2M uses for unknown words")
+        self.vectors = vectors
+
+    @classmethod
+    def load(cls, glove_dir: str | os.PathLike) -> "WordVectors":
         glove_dir = Path(glove_dir).expanduser()
         missing = [name for name in GLOVE_FILES if not (glove_dir / name).is_file()]
         if missing:
@@ -117,9 +130,9 @@ class WordVectors:
             words = pickle.load(handle)
         with open(glove_dir / GLOVE_FILES[2], "rb") as handle:
             word_index = pickle.load(handle)
-        self.vectors = {word: np.asarray(vectors[word_index[word]], np.float32) for word in words}
-        if "unk" not in self.vectors:
+        if "unk" not in words:
             raise ValueError(f"{glove_dir / GLOVE_FILES[1]} has no 'unk' word, which T2M uses for unknown words")
+        return cls({word: np.asarray(vectors[word_index[word]], np.float32) for word in words})
 
     def __getitem__(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         """`word/POS` -> (300-d vector, 15-d one-hot); unknown words become `unk` with POS OTHER."""
@@ -160,6 +173,25 @@ class T2MEvaluator:
         self.words = words
         self.mean = torch.tensor(np.asarray(mean, np.float32))
         self.std = torch.tensor(np.asarray(std, np.float32))
+
+    def to_bytes(self) -> bytes:
+        """Networks, statistics and word vectors as one `torch.save` file (format T2M_FORMAT)."""
+        words = sorted(self.words.vectors)
+        state = {"format": T2M_FORMAT, "mean": self.mean, "std": self.std, "words": words,
+                 "vectors": torch.from_numpy(np.stack([self.words.vectors[word] for word in words]))}
+        state.update({name: getattr(self, name).state_dict() for name in NETWORKS})
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_state(cls, state: dict) -> "T2MEvaluator":
+        """The evaluator `to_bytes` bundled, from its loaded state."""
+        networks = _networks()
+        for name, network in networks.items():
+            network.load_state_dict(state[name])
+        words = WordVectors(dict(zip(state["words"], state["vectors"].numpy())))
+        return cls(*networks.values(), words, state["mean"].numpy(), state["std"].numpy())
 
     def embed_motions(self, features: Sequence[np.ndarray] | np.ndarray, lengths: Sequence[int] | None = None,
                       normalised: bool = False, batch_size: int = 256) -> np.ndarray:
@@ -230,14 +262,18 @@ def load_t2m_evaluator(checkpoint: str | os.PathLike, glove_dir: str | os.PathLi
     if np.shape(mean) != (FEATURE_DIM,) or np.shape(std) != (FEATURE_DIM,):
         raise ValueError(f"T2M mean/std have shapes {np.shape(mean)}/{np.shape(std)}, expected ({FEATURE_DIM},)")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    networks = {
-        "movement_encoder": MovementConvEncoder(FEATURE_DIM - CONTACT_DIMS, MOVEMENT_HIDDEN, MOVEMENT_LATENT),
-        "text_encoder": TextEncoderBiGRUCo(WORD_DIM, len(POS_ENUMERATOR), TEXT_HIDDEN, COEMB),
-        "motion_encoder": MotionEncoderBiGRUCo(MOVEMENT_LATENT, MOTION_HIDDEN, COEMB),
-    }
+    networks = _networks()
     for name, network in networks.items():
         if name not in state:
             raise KeyError(f"{path} has no '{name}' state dict (keys: {sorted(state)}); is it text_mot_match's finest.tar?")
         network.load_state_dict(state[name])
-    return T2MEvaluator(networks["movement_encoder"], networks["text_encoder"], networks["motion_encoder"],
-                        WordVectors(glove_dir), mean, std)
+    return T2MEvaluator(*networks.values(), WordVectors.load(glove_dir), mean, std)
+
+
+def _networks() -> dict[str, nn.Module]:
+    """T2M's three networks at HumanML3D's sizes, in NETWORKS order (weights still to load)."""
+    return {
+        "movement_encoder": MovementConvEncoder(FEATURE_DIM - CONTACT_DIMS, MOVEMENT_HIDDEN, MOVEMENT_LATENT),
+        "text_encoder": TextEncoderBiGRUCo(WORD_DIM, len(POS_ENUMERATOR), TEXT_HIDDEN, COEMB),
+        "motion_encoder": MotionEncoderBiGRUCo(MOVEMENT_LATENT, MOTION_HIDDEN, COEMB),
+    }

@@ -9,7 +9,8 @@ import torch
 from scl_ray.config import EvaluatorConfig
 from scl_ray.diffusion.text import HashingTextEncoder
 from scl_ray.evaluation import evaluator as evaluator_module
-from scl_ray.evaluation.evaluator import Evaluator, evaluator_cache_path, load_or_train_evaluator, train_evaluator
+from scl_ray.evaluation.evaluator import (Evaluator, evaluator_cache_path, evaluator_file, evaluator_hash,
+                                         load_or_train_evaluator, read_evaluator, train_evaluator)
 from scl_ray.motion.features import Normalizer
 
 CAPTIONS = ["a person walks forward", "a person jumps in place",
@@ -158,3 +159,35 @@ def test_load_or_train_caches_by_data_and_config(tmp_path, monkeypatch):
     for args in ((changed, captions, config), (motions, captions, EvaluatorConfig(**{**vars(config), "seed": 1}))):
         with pytest.raises(AssertionError, match="trained again"):
             load_or_train_evaluator(args[0], args[1], NORMALIZER, args[2], encoder, tmp_path, progress=False)
+
+
+def test_training_gives_the_same_bytes_whatever_the_callers_thread_count():
+    """Two threads reduce in another order than one (other weights, measured): training pins its own."""
+    motions, captions, _ = synthetic(6, seed=7)
+    config = EvaluatorConfig(width=32, embed_dim=16, epochs=3, batch_size=8, lr=3e-3, seed=0)
+    files = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        before = torch.are_deterministic_algorithms_enabled()
+        evaluator = train_evaluator(motions, captions, NORMALIZER, config, HashingTextEncoder(dim=32), progress=False)
+        assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == before
+        files.append(evaluator.to_bytes())
+    torch.set_num_threads(1)
+    assert evaluator_hash(files[0]) == evaluator_hash(files[1])
+    assert files[0] == files[1]
+    other_seed = train_evaluator(motions, captions, NORMALIZER, EvaluatorConfig(**{**vars(config), "seed": 1}),
+                                 HashingTextEncoder(dim=32), progress=False)
+    assert evaluator_hash(other_seed.to_bytes()) != evaluator_hash(files[0])
+
+
+def test_evaluator_file_is_the_cached_file_and_reads_back(tmp_path):
+    motions, captions, _ = synthetic(3, seed=6)
+    config = EvaluatorConfig(width=16, embed_dim=8, epochs=1, batch_size=4, seed=0)
+    encoder = HashingTextEncoder(dim=8)
+    data = evaluator_file(motions, captions, NORMALIZER, config, encoder, tmp_path, progress=False)
+    assert data == evaluator_cache_path(motions, captions, NORMALIZER, config, encoder, tmp_path).read_bytes()
+    assert len(evaluator_hash(data)) == 16
+    evaluator = read_evaluator(data, "here")
+    assert isinstance(evaluator, Evaluator) and evaluator.to_bytes() == data
+    with pytest.raises(ValueError, match="not-an-evaluator is not an evaluator file"):
+        read_evaluator(b"garbage", "not-an-evaluator")

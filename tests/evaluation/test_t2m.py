@@ -12,7 +12,7 @@ import torch
 
 from scl_ray.config import EvaluatorConfig
 from scl_ray.diffusion.text import HashingTextEncoder
-from scl_ray.evaluation.evaluator import load_or_train_evaluator
+from scl_ray.evaluation.evaluator import evaluator_file, load_or_train_evaluator, read_evaluator
 from scl_ray.evaluation.t2m import T2MEvaluator, load_t2m_evaluator
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.humanml3d import tokenize
@@ -97,6 +97,20 @@ def test_t2m_evaluator_loads_the_released_format(t2m_files):
     np.testing.assert_array_equal(unknown[2], unknown[3])
     np.testing.assert_array_equal(unknown[2], unknown[4])
     assert not np.allclose(unknown[0], unknown[2])
+
+
+def test_t2m_evaluator_bundles_into_one_file_that_embeds_the_same(t2m_files, tmp_path):
+    """What an experiment keeps: trials on other nodes need none of the released files."""
+    root, _, _ = t2m_files
+    config = EvaluatorConfig(t2m_checkpoint=str(root / "t2m"), glove_dir=str(root / "glove"))
+    normalizer = Normalizer(mean=np.zeros(263), std=np.ones(263))
+    data = evaluator_file([], [], normalizer, config, HashingTextEncoder(dim=8), tmp_path)
+    assert data == evaluator_file([], [], normalizer, config, HashingTextEncoder(dim=8), tmp_path)
+    bundled, original = read_evaluator(data, "bundle"), load_t2m_evaluator(root / "t2m", root / "glove")
+    assert isinstance(bundled, T2MEvaluator) and bundled.to_bytes() == data
+    motions, captions = random_motions(4, seed=8), ["a man walks to the left slowly", "zebra"]
+    np.testing.assert_array_equal(bundled.embed_motions(motions), original.embed_motions(motions))
+    np.testing.assert_array_equal(bundled.embed_texts(captions), original.embed_texts(captions))
 
 
 def test_t2m_mode_through_the_config_and_its_errors(t2m_files, tmp_path):
