@@ -74,12 +74,26 @@ def test_mixture_corrector_replaces_a_fraction_t_by_target_draws():
     assert corrected[replaced].std(axis=0) == pytest.approx([1.0, 1.0], abs=0.05)
 
 
-def test_histogram_corrector_without_correction_stays_in_the_samples_box():
+def test_histogram_corrector_without_correction_stays_in_the_samples_box_and_one_bin_below_it():
     rng = np.random.default_rng(4)
-    samples = rng.normal(size=(25, 2)) * 0.5 + 0.3
+    samples = rng.uniform(size=(2000, 2)) * 0.8 + 0.3
+    low, high = samples.min(axis=0), samples.max(axis=0)
+    width = (high - low) / 10
     corrected = HistogramCorrector(0.0, bins=10)(samples, rng)
-    assert corrected.shape == (25, 2)
-    assert np.all(corrected >= samples.min(axis=0)) and np.all(corrected <= samples.max(axis=0))
+    assert corrected.shape == (2000, 2)
+    assert np.all(corrected >= low - width) and np.all(corrected <= high)
+    # The script's truncated bin index gives the strip one bin below the box the first bin's mass.
+    assert (corrected < low).any(axis=1).mean() > 0.05
+
+
+def test_proposal_bins_truncate_toward_zero_as_the_authors_script_does():
+    corrector = HistogramCorrector(0.0, bins=10)
+    low, delta = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    # (x - low) / delta per axis: -0.5 and 2.4 / -1.5 and 2.4 / 9.98 and 0 / 10 and 0
+    points = low + delta * np.array([[-0.5, 2.4], [-1.5, 2.4], [9.98, 0.0], [10.0, 0.0]])
+    bins = HistogramCorrector.proposal_bins(points, low, delta)
+    assert bins.tolist() == [[0, 2], [-1, 2], [9, 0], [10, 0]]
+    assert corrector._cells(bins).tolist() == [2, -1, 90, -1]  # half a bin below: bin 0; 1.5 below: rejected
 
 
 def test_histogram_corrector_with_strong_correction_draws_near_the_target():
