@@ -33,8 +33,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from scl_ray.evaluation.encoders import CONTACT_DIMS, FEATURE_DIM, UNIT_LENGTH, motion_batches
 from scl_ray.motion.humanml3d import tokenize
 
-__all__ = ["T2MEvaluator", "load_t2m_evaluator", "WordVectors", "MovementConvEncoder", "TextEncoderBiGRUCo",
-           "MotionEncoderBiGRUCo", "POS_ENUMERATOR", "GLOVE_FILES", "CHECKPOINT_PATH", "T2M_FORMAT"]
+__all__ = ["T2MEvaluator", "load_t2m_evaluator", "crop_to_units", "WordVectors", "MovementConvEncoder",
+           "TextEncoderBiGRUCo", "MotionEncoderBiGRUCo", "POS_ENUMERATOR", "GLOVE_FILES", "CHECKPOINT_PATH", "T2M_FORMAT"]
 
 T2M_FORMAT = "scl-ray-t2m-evaluator-v1"
 NETWORKS = ("movement_encoder", "text_encoder", "motion_encoder")
@@ -160,6 +160,14 @@ def caption_tokens(caption: str | Sequence[str]) -> list[str]:
     return list(caption)
 
 
+def crop_to_units(lengths: np.ndarray) -> np.ndarray:
+    """Frame counts cut down to whole movements: T2M's evaluation loaders keep the first
+    `(m_length // unit_length) * unit_length` frames of every motion (unit_length 4). Motions shorter
+    than one movement keep their frames."""
+    lengths = np.asarray(lengths)
+    return np.where(lengths >= UNIT_LENGTH, lengths // UNIT_LENGTH * UNIT_LENGTH, lengths)
+
+
 class T2MEvaluator:
     """The released T2M evaluator behind embed_motions / embed_texts (embeddings (N, 512) float32, not unit)."""
 
@@ -198,10 +206,12 @@ class T2MEvaluator:
         """Raw (F_i, 263) motions, or padded (N, F, 263) + lengths -> (N, 512) float32, in input order.
 
         normalised: True when the features are already normalised with this evaluator's mean/std.
+        Each motion is cropped to its first multiple of 4 frames (`crop_to_units`), as T2M's loaders do.
         """
         outputs = [np.zeros((0, COEMB), np.float32)]
         with torch.no_grad():
             for padded, batch_lengths in motion_batches(features, lengths, batch_size):
+                batch_lengths = crop_to_units(batch_lengths)
                 # Upstream pads every motion to 196 frames; the convolutions near a motion's end read that padding.
                 padded = np.pad(padded, ((0, 0), (0, max(0, MAX_MOTION_LEN - padded.shape[1])), (0, 0)))
                 motions, batch_lengths = torch.from_numpy(padded), torch.from_numpy(batch_lengths)

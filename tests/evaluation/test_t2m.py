@@ -139,3 +139,19 @@ def test_t2m_mode_through_the_config_and_its_errors(t2m_files, tmp_path):
         np.save(tmp_path / model / "meta" / "std.npy", np.ones(263, np.float32))
     with pytest.raises(ValueError, match="disagree"):
         load_t2m_evaluator(tmp_path, root / "glove")
+
+
+def test_t2m_mode_crops_each_motion_to_a_multiple_of_4_frames(t2m_files):
+    """T2M's loaders keep the first (m_length // 4) * 4 frames: the last 1-3 frames never reach the encoder."""
+    root, _, _ = t2m_files
+    evaluator = load_t2m_evaluator(root / "t2m", root / "glove")
+    motions = random_motions(4, seed=9)
+    base = [motion[: 4 * (len(motion) // 4) - 4] for motion in motions]  # 4k frames, room for 3 more
+    for extra in (1, 2, 3):
+        longer = [motion[: len(short) + extra] for motion, short in zip(motions, base)]
+        np.testing.assert_array_equal(evaluator.embed_motions(longer), evaluator.embed_motions(base))
+        padded = np.stack([np.pad(m, ((0, 196 - len(m)), (0, 0))) for m in longer])
+        np.testing.assert_array_equal(evaluator.embed_motions(padded, [len(m) for m in longer]),
+                                      evaluator.embed_motions(base))
+    four_more = [motion[: len(short) + 4] for motion, short in zip(motions, base)]
+    assert not np.allclose(evaluator.embed_motions(four_more), evaluator.embed_motions(base))
