@@ -61,7 +61,8 @@ def per_generation(directory: str) -> dict:
 def run_local(config, directory: str) -> dict:
     """The same loop in-process: PhysicsCorrector called directly, no Ray anywhere."""
     from scl_ray.distributed.data import CorrectorActor
-    from scl_ray.loop.build import LoopResources, build_motion_loop
+    from scl_ray.loop.build import build_motion_loop
+    from scl_ray.loop.resources import LoopResources
     from scl_ray.loop.state import TrialDirectory
     from scl_ray.loop.tensorboard import GenerationLogger
     from scl_ray.motion.store import MotionSet
@@ -71,8 +72,8 @@ def run_local(config, directory: str) -> dict:
     def correct(synthetic: MotionSet, seed: int) -> MotionSet:
         return MotionSet.from_table(corrector(synthetic.to_table()))
 
-    resources = LoopResources.load(config, progress=False)
-    logger = GenerationLogger(directory, config.loop)  # TensorBoard costs the same in both runs
+    resources = LoopResources.build(config, progress=False)
+    logger = GenerationLogger(directory, config.loop, evaluator=resources.evaluator_hash)  # TensorBoard costs the same in both runs
     try:
         build_motion_loop(config, resources, TrialDirectory(directory), correct,
                           report=lambda generation, metrics, _: logger(generation, metrics)).run()

@@ -172,7 +172,7 @@ def cmd_evaluator_train(args: argparse.Namespace) -> int:
     config = _data_config(args)
     real = RealData.load(config.data)
     dataset_evaluator(config, real)
-    print(f"evaluator for {real.root} ready (cached under {config.data.cache_dir})")
+    print(f"evaluator for {real.root} ready (cached under {config.data.cache_dir}/evaluators)")
     return 0
 
 
@@ -229,10 +229,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return status
 
 
-def _report(results: str, out: str | None = None, tensorboard: bool = True) -> int:
+def _report(results: str, out: str | None = None, tensorboard: bool = True,
+            allow_mixed_evaluators: bool = False) -> int:
     from scl_ray.report import format_summary, make_report
 
-    report = make_report(results, out)
+    report = make_report(results, out, allow_mixed_evaluators)
     print(format_summary(report))
     print(f"report (figures, summary.md, summary.csv): {report}")
     if tensorboard:
@@ -241,7 +242,7 @@ def _report(results: str, out: str | None = None, tensorboard: bool = True) -> i
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return _report(args.results, args.out)
+    return _report(args.results, args.out, allow_mixed_evaluators=args.allow_mixed_evaluators)
 
 
 def quickstart_config_path() -> Path:
@@ -377,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="paper-style figures and summary tables of a results directory")
     report.add_argument("results", help="<storage>/<experiment> directory of a sweep")
     report.add_argument("--out", help="output directory (default RESULTS/report)")
+    report.add_argument("--allow-mixed-evaluators", action="store_true",
+                        help="report trials scored by different evaluators together (refused by default: their "
+                             "FID, R-precision, Matching and Diversity are not comparable)")
     report.set_defaults(func=cmd_report)
 
     toy = commands.add_parser("toy", help="the paper's theory experiments").add_subparsers(

@@ -22,6 +22,7 @@ RATIOS = (0.5, 1.0)
 # (synthetic_ratio, strength, seed) of every trial: baselines of two strengths are one condition.
 TRIALS = ([(0.0, 1.0, 0), (0.0, 0.0, 1)]
           + [(ratio, strength, seed) for ratio in RATIOS for strength in (0.0, 1.0) for seed in (0, 1)])
+EVALUATOR = "0123456789abcdef"
 TOYS = [(corrector, gamma, seed) for corrector in ("histogram", "mixture") for gamma in (0.0, 1.0) for seed in (0, 1)]
 
 
@@ -39,7 +40,7 @@ def r_precision(ratio: float, strength: float, seed: int, generation: int) -> fl
 
 
 def metrics(ratio: float, strength: float, seed: int, generation: int) -> dict[str, float]:
-    values = {"generation": float(generation), "fid": fid(ratio, strength, seed, generation),
+    values = {"generation": float(generation), "evaluator": EVALUATOR, "fid": fid(ratio, strength, seed, generation),
               "r_precision_top1": 0.3, "r_precision_top3": r_precision(ratio, strength, seed, generation),
               "matching_score": 3.0 + 0.1 * generation, "diversity": 9.0 - ratio * generation,
               "multimodality": 2.0 + seed, "physics/penetration": 0.02 * (generation + 1) * (1 - strength / 2),
@@ -117,6 +118,7 @@ def test_summary_csv_has_one_row_per_trial_with_final_and_best(report):
         assert float(row["physics/penetration_best"]) == pytest.approx(min(m["physics/penetration"] for m in history))
         assert float(row["diversity_final"]) == pytest.approx(history[-1]["diversity"])
         assert float(row["mean_generation_s"]) == pytest.approx(4.0)
+        assert row["evaluator"] == EVALUATOR
     corrected = next(r for r in rows if r["arm"] == "corrected")
     assert float(corrected["fid_best"]) < float(corrected["fid_final"])  # the dip at generation 2
 
@@ -198,6 +200,32 @@ def test_results_on_a_uri_are_read_the_same(report, tmp_path):
     assert len(from_uri.trials) == len(TRIALS) and len(from_uri.toys) == len(TOYS)
     with pytest.raises(ReportError, match="pass out_dir"):
         make_report(f"file://{root}")
+
+
+def test_trials_of_different_evaluators_are_refused_unless_asked_for(tmp_path, capsys):
+    from scl_ray.cli import main
+
+    write_results(tmp_path)
+    other = LoopConfig(synthetic_ratio=0.5, strength=1.0, train_size=64, seed=1)
+    unrecorded = LoopConfig(synthetic_ratio=1.0, strength=0.0, train_size=64, seed=0)
+    path = tmp_path / trial_name(other) / "gen_003" / "metrics.json"
+    path.write_text(json.dumps(metrics(0.5, 1.0, 1, 3) | {"evaluator": "fedcba9876543210"}))
+    path = tmp_path / trial_name(unrecorded) / "gen_000" / "metrics.json"
+    path.write_text(json.dumps({k: v for k, v in metrics(1.0, 0.0, 0, 0).items() if k != "evaluator"}))
+    assert main(["report", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "scored by different evaluators" in error and "--allow-mixed-evaluators" in error
+    assert f"fedcba9876543210: {trial_name(other)}" in error
+    assert f"no evaluator recorded: {trial_name(unrecorded)}" in error
+    assert f"{EVALUATOR}: " in error and not (tmp_path / "report").exists()
+    assert main(["report", str(tmp_path), "--allow-mixed-evaluators"]) == 0
+    rows = {row["trial"]: row["evaluator"] for row in read_csv(tmp_path / "report" / "summary.csv")}
+    assert rows[trial_name(other)] == f"{EVALUATOR}+fedcba9876543210"
+    assert rows[trial_name(unrecorded)] == f"{EVALUATOR}+unrecorded"
+    assert sum(evaluator == EVALUATOR for evaluator in rows.values()) == len(TRIALS) - 2
+    with pytest.raises(ReportError, match="'evaluator' is 3.0; it must be the evaluator's hash"):
+        path.write_text(json.dumps(metrics(1.0, 0.0, 0, 0) | {"evaluator": 3.0}))
+        load_results(tmp_path)
 
 
 def test_nothing_to_report_says_what_was_expected(tmp_path):

@@ -76,13 +76,6 @@ def _plan(config: Config, max_concurrent: int | None) -> ResourcePlan:
     return plan_resources(config.resources, cpus, gpus, max_concurrent)
 
 
-def _prepare(config: Config) -> None:
-    """Data, caption embeddings and the evaluator, once on the driver, before any trial needs them."""
-    from scl_ray.loop.build import LoopResources
-
-    LoopResources.load(config, progress=True)
-
-
 def run_trial(tune_config: dict) -> None:
     """The Tune function trainable: one loop, one TorchTrainer.fit."""
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -98,8 +91,8 @@ def run_trial(tune_config: dict) -> None:
     storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
                            storage_path=storage.join(tune_config["experiment"], TRAIN_DIR),
-                           callbacks=[TuneReportCallback()], max_failures=config.sweep.max_failures,
-                           shared_root=storage.join(tune_config["experiment"], SHARED_DIR))
+                           experiment=tune_config["experiment"], callbacks=[TuneReportCallback()],
+                           max_failures=config.sweep.max_failures, shared_root=storage.join(tune_config["experiment"], SHARED_DIR))
     result = trainer.fit()
     if result.error is not None:
         raise result.error
@@ -147,6 +140,8 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from scl_ray.loop.resources import prepare_experiment
+
     loops = expand_trials(config)
     experiment = experiment_dir(config, storage_override)
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
@@ -155,7 +150,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
     storage.make_dirs(experiment)
     storage.write_text(storage.join(experiment, "config.yaml"), config_to_yaml(config))
-    _prepare(config)
+    prepare_experiment(config, experiment)  # data, caption embeddings, evaluator: once, before any trial
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
     GenerationPrinter = _generation_printer()
     tune_path = storage.join(experiment, TUNE_DIR)
@@ -179,6 +174,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
 def run_single(config: Config, storage_override: str | None = None):
     """`scl-ray run`: one loop (config.loop) on Ray Train, without Tune."""
     from scl_ray.distributed.train import loop_trainer
+    from scl_ray.loop.resources import prepare_experiment
 
     experiment = experiment_dir(config, storage_override)
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
@@ -186,9 +182,10 @@ def run_single(config: Config, storage_override: str | None = None):
     plan = _plan(config, 1)
     trial_dir = storage.join(experiment, trial_name(config.loop))
     storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
+    prepare_experiment(config, experiment)
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
-                           storage_path=storage.join(experiment, TRAIN_DIR), max_failures=config.sweep.max_failures,
-                           announce=True)
+                           storage_path=storage.join(experiment, TRAIN_DIR), experiment=experiment,
+                           max_failures=config.sweep.max_failures, announce=True)
     result = trainer.fit()
     if result.error is not None:
         raise result.error

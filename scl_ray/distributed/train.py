@@ -29,9 +29,10 @@ from ray.train.torch import TorchTrainer
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment
 from scl_ray.fields import to_dict
-from scl_ray.loop.build import LoopResources, build_motion_loop
+from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import trial_name
+from scl_ray.loop.resources import LoopResources, prepare_experiment
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
 from scl_ray.motion.store import MotionSet
@@ -194,9 +195,9 @@ def loop_worker(worker_config: dict) -> dict:
     correction = RayCorrection(config, plan, rank)  # first: its actors start while the rest loads
     logger = None
     try:
-        resources = LoopResources.load(config, progress=rank == 0)
+        resources = LoopResources.load(config, worker_config["experiment"])
         if rank == 0 and worker_config.get("tensorboard", True):
-            logger = GenerationLogger(directory.root, config.loop)
+            logger = GenerationLogger(directory.root, config.loop, evaluator=resources.evaluator_hash)
         loop = build_motion_loop(config, resources, directory, correction, device, rank, world_size,
                                  gather_objects, report_generation(rank, logger, worker_config.get("announce", False)),
                                  shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
@@ -210,10 +211,12 @@ def loop_worker(worker_config: dict) -> dict:
 
 
 def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, storage_path: str,
-                 callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True,
+                 experiment: str, callbacks: list | None = None, max_failures: int = 0, tensorboard: bool = True,
                  shared_root: str | None = None, announce: bool = False) -> TorchTrainer:
     """The TorchTrainer whose single `fit` runs every generation of one loop.
 
+    experiment: where the driver wrote the experiment's data, caption embeddings and evaluator
+    (`prepare_experiment`); every worker reads them from there.
     shared_root: where the loops of a sweep share generation 0 (None: every loop trains its own).
     announce: print a line per finished generation (a loop run without Tune's callback).
     """
@@ -221,7 +224,8 @@ def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, 
     return TorchTrainer(
         loop_worker,
         train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),
-                           "tensorboard": tensorboard, "shared_root": shared_root, "announce": announce},
+                           "experiment": str(experiment), "tensorboard": tensorboard, "shared_root": shared_root,
+                           "announce": announce},
         scaling_config=ScalingConfig(
             num_workers=plan.num_workers, use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.worker_cpus, **({"GPU": plan.worker_gpus} if plan.use_gpu else {})}),
@@ -241,7 +245,7 @@ def generation_zero_worker(worker_config: dict) -> dict:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(worker_config["cpus"])))
     device = str(ray.train.torch.get_device()) if worker_config["use_gpu"] else "cpu"
-    resources = LoopResources.load(config, progress=rank == 0)
+    resources = LoopResources.load(config, worker_config["experiment"], evaluator=False)
     model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
                             gather_objects)
     items = resources.real.subset(config.loop.train_size, config.loop.seed)
@@ -264,12 +268,17 @@ def generation_zero_worker(worker_config: dict) -> dict:
 
 
 def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, report_every: int = 200) -> Path:
-    """Run `scl-ray train`; returns the path of the final checkpoint (model.pt)."""
+    """Run `scl-ray train`; returns the path of the final checkpoint (model.pt).
+
+    The driver writes the data and caption embeddings into out_dir first (`prepare_experiment`, no
+    evaluator: training does not evaluate), and every worker reads them from there.
+    """
     out = Path(out_dir).expanduser().absolute()
+    prepare_experiment(config, str(out), evaluator=False)
     trainer = TorchTrainer(
         generation_zero_worker,
         train_loop_config={"config": to_dict(config), "cpus": plan.worker_cpus, "use_gpu": plan.use_gpu,
-                           "report_every": report_every},
+                           "report_every": report_every, "experiment": str(out)},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
                                      resources_per_worker={"CPU": plan.worker_cpus}),
         run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=TRAIN_LOGGING,

@@ -1,6 +1,6 @@
 """Assemble a motion loop from a Config: data, text, evaluator, model, evaluation and corrector.
 
-`LoopResources` is what every loop of a process shares (loaded once: the dataset, caption
+`LoopResources` (resources.py) is what every loop of an experiment shares (the dataset, caption
 embeddings and the evaluator); `build_motion_loop` adds one loop's model and parts. The corrector
 and the cross-rank gather are injected, so the same assembly serves the local in-process backend
 and the Ray backend.
@@ -9,42 +9,21 @@ and the Ray backend.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from scl_ray import storage
 from scl_ray.config import Config
-from scl_ray.diffusion.text import TextEncoder, get_text_encoder
-from scl_ray.evaluation.evaluator import load_or_train_evaluator
-from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
 from scl_ray.loop.plan import generation_zero_key
 from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
-from scl_ray.loop.state import TrialDirectory
+from scl_ray.loop.resources import LoopResources
+from scl_ray.loop.state import EVALUATOR_METRIC, TrialDirectory
 from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
 
 CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter", "peak_jerk", "bone_mm")
 # Per-motion numbers of a correction averaged over the corrected motions (`PhysicsCorrector` columns).
 CORRECTION_REPORT = ("tracking_error", "help_frames", "help_max", "residual")
-
-
-@dataclass
-class LoopResources:
-    real: RealData
-    encoder: TextEncoder
-    bank: CaptionBank
-    evaluator: object
-
-    @classmethod
-    def load(cls, config: Config, progress: bool = True) -> "LoopResources":
-        real = RealData.load(config.data, progress)
-        encoder = get_text_encoder(config.model.text_encoder)
-        cache = config.data.cache_dir
-        bank = CaptionBank.for_data(real, encoder, config.model.text_max_tokens, cache, progress)
-        evaluator = load_or_train_evaluator(real.train.features, real.train.captions, real.normalizer,
-                                            config.evaluate.evaluator, encoder, cache, progress)
-        return cls(real, encoder, bank, evaluator)
 
 
 def concat_sets(sets: list[MotionSet]) -> MotionSet:
@@ -85,13 +64,19 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
     """
     model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
                             gather, progress)
+    if resources.evaluator is None:
+        raise ValueError("a motion loop needs an evaluator: load the experiment's resources with evaluator=True")
     evaluation = MotionEvaluation(config, resources.real, resources.evaluator, directory, is_writer=rank == 0)
+
+    def evaluate(model: MotionLoopModel, generation: int, seed: int) -> dict:
+        return {**evaluation(model, generation, seed), EVALUATOR_METRIC: resources.evaluator_hash}
+
     parts = LoopParts(
         model=model,
         real=resources.real.subset(config.loop.train_size, config.loop.seed),
         concat=concat_sets,
         correct=correct,
-        evaluate=evaluation,
+        evaluate=evaluate,
         write_items=write_motion_set,
         read_items=read_motion_set,
         summarize_correction=lambda synthetic, corrected: summarize_correction(synthetic, corrected, evaluation),

@@ -1,12 +1,16 @@
 """The real data of a loop: the dataset directory, its splits as motion sets, and caption embeddings.
 
 The procedural dataset is generated once per (num, seed) into the cache directory (written to a
-temporary directory and renamed, so concurrent trials never see half a dataset); a HumanML3D
-directory is used where the user put it.
+temporary directory and renamed, so concurrent processes never see half a dataset); a HumanML3D
+directory is used where the user put it. Both are built on the driver only: trials read the copies
+the experiment keeps (`scl_ray.loop.resources`), because the procedural generator's numpy math and
+the text encoder's torch math round differently on another CPU (same bytes at 1 and 2 threads on one
+machine, measured; not with another instruction set).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scl_ray import storage
 from scl_ray.config import DataConfig
 from scl_ray.diffusion.text import TextEncoder, embed_captions
 from scl_ray.motion.features import Normalizer
@@ -60,7 +65,7 @@ def dataset_root(data: DataConfig, progress: bool = True) -> Path:
 class RealData:
     """A dataset's train and test splits (raw features) and its normaliser."""
 
-    root: Path
+    root: Path | str  # where the splits were read from (a dataset directory, or an experiment's copy)
     normalizer: Normalizer
     train: MotionSet
     test: MotionSet
@@ -87,20 +92,40 @@ class RealData:
 
 
 class CaptionBank:
-    """Token embeddings of every caption a loop can meet, encoded once (cached on disk) and looked up."""
+    """Token embeddings of every caption a loop can meet, encoded once (cached on disk) and looked up.
 
-    def __init__(self, captions: list[str], encoder: TextEncoder, max_tokens: int, cache_dir: str | None,
-                 progress: bool = True):
+    captions: distinct, sorted; embeddings (U, L, D) float16 and mask (U, L) bool, row i for captions[i].
+    """
+
+    def __init__(self, captions: list[str], embeddings: np.ndarray, mask: np.ndarray):
+        if embeddings.shape[:2] != mask.shape or len(mask) != len(captions):
+            raise ValueError(f"a caption bank needs one (L, D) embedding and (L,) mask per caption: {len(captions)} "
+                             f"captions, embeddings {embeddings.shape}, mask {mask.shape}")
+        self.captions, self.embeddings, self.mask = list(captions), embeddings, mask
+        self.row = {caption: index for index, caption in enumerate(self.captions)}
+        self.dim = embeddings.shape[-1]
+
+    @classmethod
+    def encode(cls, captions: list[str], encoder: TextEncoder, max_tokens: int, cache_dir: str | None,
+               progress: bool = True) -> "CaptionBank":
         unique = sorted(set(captions) | {""})
-        self.embeddings, self.mask = embed_captions(unique, encoder, cache_dir, max_tokens, progress)
-        self.row = {caption: index for index, caption in enumerate(unique)}
-        self.dim = encoder.dim
+        return cls(unique, *embed_captions(unique, encoder, cache_dir, max_tokens, progress))
 
     @classmethod
     def for_data(cls, real: RealData, encoder: TextEncoder, max_tokens: int, cache_dir: str | None,
                  progress: bool = True) -> "CaptionBank":
         captions = [c for motion in real.train.captions + real.test.captions for c in motion]
-        return cls(captions, encoder, max_tokens, cache_dir, progress)
+        return cls.encode(captions, encoder, max_tokens, cache_dir, progress)
+
+    def save(self, location: str) -> None:
+        """Write the bank as .npz (captions, embeddings, mask) atomically, to a local path or a URI."""
+        storage.write_serialized(location, lambda stream: np.savez(
+            stream, captions=np.array(self.captions, dtype=str), embeddings=self.embeddings, mask=self.mask))
+
+    @classmethod
+    def read(cls, location: str) -> "CaptionBank":
+        with np.load(io.BytesIO(storage.read_bytes(location))) as saved:
+            return cls(saved["captions"].tolist(), saved["embeddings"], saved["mask"])
 
     def lookup(self, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(N, L, D) embeddings and (N, L) masks of known captions."""

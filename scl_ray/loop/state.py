@@ -24,6 +24,8 @@ MODEL = "model.pt"
 SYNTHETIC = "synthetic.parquet"
 CORRECTED = "corrected.parquet"
 EVAL_SAMPLES = "eval_samples.parquet"
+# The one non-numeric entry of metrics.json: the hash of the evaluator that scored the generation.
+EVALUATOR_METRIC = "evaluator"
 
 
 @dataclass(frozen=True)

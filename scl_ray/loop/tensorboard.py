@@ -9,8 +9,8 @@ shows one run per trial:
   under `eval/`, the rest keep their own prefix (`physics/`, `correction/`, `synthetic/`, `train/`,
   `time/`).
 - One image per generation (`samples/motion`), e.g. a rendered evaluation motion.
-- The HParams dashboard: each trial writes its session start (the swept values) into its own event
-  file; the dashboard's metric columns are the trials' scalars, shown at their latest generation, so
+- The HParams dashboard: each trial writes its session start (the swept values, and the hash of the
+  evaluator that scores it, which metrics.json also carries) into its own event file; the dashboard's metric columns are the trials' scalars, shown at their latest generation, so
   the final metrics need no second copy. No experiment summary is written: TensorBoard uses the first
   one it finds for *every* run, so one trial's summary would hide the metrics and the hparam range of
   the others; without one, TensorBoard builds it from all sessions.
@@ -44,6 +44,7 @@ from tensorboardX.record_writer import RecordWriter
 from scl_ray import storage
 from scl_ray.config import LoopConfig
 from scl_ray.loop.plan import arm_name
+from scl_ray.loop.state import EVALUATOR_METRIC
 
 IMAGE_TAG = "samples/motion"
 EVAL_PREFIX = "eval"
@@ -56,15 +57,18 @@ def scalar_tag(name: str) -> str:
     return name if "/" in name else f"{EVAL_PREFIX}/{name}"
 
 
-def trial_hparams(loop: LoopConfig) -> dict[str, float | int | str]:
-    """The swept values of one loop, as shown in TensorBoard's HParams dashboard."""
-    return {
+def trial_hparams(loop: LoopConfig, evaluator: str | None = None) -> dict[str, float | int | str]:
+    """The swept values of one loop, and the hash of its evaluator, as shown in TensorBoard's HParams dashboard."""
+    hparams: dict[str, float | int | str] = {
         "arm": arm_name(loop.synthetic_ratio, loop.strength),
         "synthetic_ratio": loop.synthetic_ratio,
         "strength": loop.strength,
         "train_size": loop.train_size,
         "seed": loop.seed,
     }
+    if evaluator is not None:
+        hparams[EVALUATOR_METRIC] = evaluator
+    return hparams
 
 
 def event_file_name(now_ns: int) -> str:
@@ -106,7 +110,8 @@ class TrialLogger:
                        image: np.ndarray | None = None) -> None:
         """Log one finished generation at step `generation`.
 
-        metrics: metrics.json of the generation (name -> number; `generation` itself is the step).
+        metrics: metrics.json of the generation (name -> number; `generation` itself is the step, and the
+        evaluator's hash is an HParam, not a scalar).
         image: (H, W, 3) or (H, W, 4) uint8, e.g. a rendered motion; None logs no image.
         """
         if self._closed:
@@ -116,7 +121,7 @@ class TrialLogger:
                              f"in {self.trial_dir}: log each generation once, in increasing order")
         values = []
         for name, value in metrics.items():
-            if name == "generation":
+            if name in ("generation", EVALUATOR_METRIC):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise TypeError(f"metric {name!r} of generation {generation} in {self.trial_dir} is "
@@ -195,8 +200,9 @@ def render_sample_image(samples_location: str, frames: int = 5) -> np.ndarray | 
 class GenerationLogger:
     """What a loop's `report` calls on rank 0: scalars, HParams and a rendered evaluation sample."""
 
-    def __init__(self, trial_dir: str | os.PathLike, loop: LoopConfig, render: bool = True):
-        self.logger = TrialLogger(trial_dir, trial_hparams(loop))
+    def __init__(self, trial_dir: str | os.PathLike, loop: LoopConfig, render: bool = True,
+                 evaluator: str | None = None):
+        self.logger = TrialLogger(trial_dir, trial_hparams(loop, evaluator))
         self.trial_dir = str(trial_dir)
         self.render = render
 

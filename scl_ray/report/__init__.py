@@ -11,6 +11,10 @@ writes into report_dir (default RESULTS/report):
   toy_w2.png          Gaussian toy: W2 vs generation, a line per gamma, a panel per corrector
   summary.csv         one row per trial (see tables.py); toy_summary.csv for toy runs
   summary.md          the tables above in Markdown, with the figures
+
+Metrics are comparable only when one evaluator scored them: a report of trials whose metrics.json
+name different evaluators is refused (ReportError naming the trials behind each hash) unless
+`allow_mixed_evaluators` is set; summary.csv's `evaluator` column names each trial's.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from pathlib import Path
 from scl_ray import storage
 from scl_ray.report import figures, tables
 from scl_ray.report.metrics import reported_metrics
-from scl_ray.report.results import Results, ReportError, load_results
+from scl_ray.report.results import Results, ReportError, check_evaluators, load_results
 from scl_ray.report.tables import format_summary
 
 SUMMARY_MD = "summary.md"
 __all__ = ["ReportError", "Results", "format_summary", "load_results", "make_report"]
 
 
-def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                allow_mixed_evaluators: bool = False) -> Path:
     """Write the figures and tables of every trial and toy run under `results_dir`; returns out_dir.
 
     results_dir: local path or pyarrow URI (s3://...). out_dir: local directory, default
-    results_dir/report (a URI results_dir needs an explicit out_dir).
+    results_dir/report (a URI results_dir needs an explicit out_dir). allow_mixed_evaluators: show
+    trials scored by different evaluators together instead of refusing (`check_evaluators`).
     """
     if out_dir is None:
         if storage.is_uri(results_dir):
@@ -41,9 +47,13 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         out_dir = Path(results_dir).expanduser() / "report"
     out_dir = Path(out_dir).expanduser()
     results = load_results(results_dir)
+    if not allow_mixed_evaluators:
+        check_evaluators(results.trials)
     out_dir.mkdir(parents=True, exist_ok=True)
+    evaluators = sorted({trial.evaluator for trial in results.trials if trial.evaluator})
     sections = [f"# scl-ray report\n\nResults: `{results_dir}`: {len(results.trials)} loop trials, "
-                f"{len(results.toys)} toy runs."]
+                f"{len(results.toys)} toy runs."
+                + (f" Evaluator{'s' if len(evaluators) > 1 else ''}: {', '.join(evaluators)}." if evaluators else "")]
     pictures: list[Path] = []
     if results.trials:
         metrics = reported_metrics(results.trials)

@@ -1,7 +1,8 @@
 """Finding and reading the results a report is made of: loop trials and Gaussian toy runs.
 
 A loop trial is any directory holding `config.yaml` and finished generations
-(`gen_NNN/metrics.json` with `gen_NNN/DONE`); its swept values come from the resolved config. A toy
+(`gen_NNN/metrics.json` with `gen_NNN/DONE`); its swept values come from the resolved config, and
+each generation's `evaluator` entry names the evaluator that scored it (`check_evaluators`). A toy
 run is any `toy_w2.json`: {"gamma", "corrector", "seed", "w2": [...]} or a list of such objects.
 The results directory may be local or any pyarrow URI (s3://...); it is listed once, recursively.
 """
@@ -22,7 +23,7 @@ import yaml
 from scl_ray import storage
 from scl_ray.config import ConfigError, config_from_dict
 from scl_ray.loop.plan import arm_name
-from scl_ray.loop.state import DONE, METRICS
+from scl_ray.loop.state import DONE, EVALUATOR_METRIC, METRICS
 
 TRIAL_CONFIG = "config.yaml"
 TOY_FILE = "toy_w2.json"
@@ -40,7 +41,8 @@ class TrialResult:
 
     name: the trial's directory relative to the results directory. generations: (G,) int, ascending
     (those with metrics.json and DONE). metrics: name -> (G,) float64, NaN where a
-    generation did not record that metric.
+    generation did not record that metric. evaluators: the hashes of the evaluators that scored its
+    generations (None for a generation that recorded none, as results written before hashes were).
     """
 
     name: str
@@ -51,6 +53,12 @@ class TrialResult:
     planned_generations: int
     generations: np.ndarray
     metrics: dict[str, np.ndarray]
+    evaluators: frozenset = frozenset()
+
+    @property
+    def evaluator(self) -> str:
+        """The evaluator's hash for tables: '' if none was recorded, hashes joined by '+' if they differ."""
+        return "+".join(sorted(e or "unrecorded" for e in self.evaluators)) if any(self.evaluators) else ""
 
     @property
     def arm(self) -> str:
@@ -141,7 +149,7 @@ def _read_trial(filesystem, base: str, directory: str, generations: list[int],
         config = config_from_dict(yaml.safe_load(_read(filesystem, base, config_path)))
     except (ConfigError, yaml.YAMLError) as error:
         raise ReportError(f"{where} is not a valid scl-ray config: {error}") from None
-    history = []
+    history, evaluators = [], set()
     for generation in generations:
         path = posixpath.join(directory, f"gen_{generation:03d}", METRICS)
         try:
@@ -150,10 +158,14 @@ def _read_trial(filesystem, base: str, directory: str, generations: list[int],
             raise ReportError(f"{storage.join(results_dir, path)} is not valid JSON: {error}") from None
         if not isinstance(metrics, dict):
             raise ReportError(f"{storage.join(results_dir, path)} must hold an object of metric names to numbers")
+        if not isinstance(metrics.get(EVALUATOR_METRIC, ""), str):
+            raise ReportError(f"{storage.join(results_dir, path)}: {EVALUATOR_METRIC!r} is "
+                              f"{metrics[EVALUATOR_METRIC]!r}; it must be the evaluator's hash, a string")
+        evaluators.add(metrics.pop(EVALUATOR_METRIC, None))
         for key, value in metrics.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ReportError(f"{storage.join(results_dir, path)}: metric {key!r} is {value!r}; "
-                                  "metrics.json must map names to numbers")
+                                  f"metrics.json must map names to numbers (and {EVALUATOR_METRIC!r} to a hash)")
         history.append(metrics)
     names = sorted({key for metrics in history for key in metrics if key != "generation"})
     series = {name: np.array([metrics.get(name, math.nan) for metrics in history], dtype=np.float64)
@@ -162,7 +174,27 @@ def _read_trial(filesystem, base: str, directory: str, generations: list[int],
     return TrialResult(name=_display_name(directory, results_dir), train_size=loop.train_size,
                        synthetic_ratio=loop.synthetic_ratio, strength=loop.strength, seed=loop.seed,
                        planned_generations=loop.generations, generations=np.array(generations, dtype=np.int64),
-                       metrics=series)
+                       metrics=series, evaluators=frozenset(evaluators))
+
+
+def check_evaluators(trials: list[TrialResult]) -> None:
+    """Raise ReportError, naming the trials behind each evaluator, if the trials were not all scored by one.
+
+    FID, R-precision, Matching and Diversity of different evaluators are not comparable; a generation
+    that recorded no evaluator counts as an evaluator of its own (unknown).
+    """
+    scored_by: dict[str | None, list[str]] = {}
+    for trial in trials:
+        for evaluator in trial.evaluators:
+            scored_by.setdefault(evaluator, []).append(trial.name)
+    if len(scored_by) <= 1:
+        return
+    lines = [f"  {evaluator or 'no evaluator recorded'}: {', '.join(names)}"
+             for evaluator, names in sorted(scored_by.items(), key=lambda item: item[0] or "")]
+    raise ReportError("these trials were scored by different evaluators, so their metrics are not comparable in "
+                      "one figure or table:\n" + "\n".join(lines) + "\nreport each experiment on its own, or "
+                      "pass --allow-mixed-evaluators (make_report(..., allow_mixed_evaluators=True)) to show them "
+                      "together anyway")
 
 
 def _read_toy(filesystem, base: str, path: str, results_dir: str | os.PathLike) -> list[ToyResult]:

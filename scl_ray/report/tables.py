@@ -1,7 +1,8 @@
 """Summary tables: one row per trial (CSV and Markdown), means over seeds, and the toy's final W2.
 
 `summary.csv` columns: trial, arm, synthetic_ratio, strength, train_size, seed, last_generation,
-planned_generations, mean_generation_s, then `<metric>_final` (value at the last finished generation),
+planned_generations, mean_generation_s, evaluator (the hash of the evaluator that scored the trial,
+empty if none was recorded), then `<metric>_final` (value at the last finished generation),
 `<metric>_late` (mean over the last quarter of the finished generations: one generation's evaluation
 is noisy, and a drift shows more clearly in this) and, for metrics with a direction, `<metric>_best`
 (min for FID, Matching and physics, max for R-precision) over all finished generations. Missing
@@ -24,7 +25,7 @@ from scl_ray.report.results import (ReportError, ToyResult, TrialResult, conditi
 SUMMARY_CSV = "summary.csv"
 TOY_CSV = "toy_summary.csv"
 IDENTITY_COLUMNS = ("trial", "arm", "synthetic_ratio", "strength", "train_size", "seed", "last_generation",
-                    "planned_generations", "mean_generation_s")
+                    "planned_generations", "mean_generation_s", "evaluator")
 TERMINAL_COLUMNS = {"arm": "arm", "train_size": "n", "synthetic_ratio": "λ", "strength": "strength",
                     "seed": "seed", "last_generation": "gen", "fid_final": "FID", "fid_best": "FID best",
                     "r_precision_top3_final": "R@3", "matching_score_final": "Match",
@@ -40,7 +41,8 @@ def trial_rows(trials: list[TrialResult], metrics: list[str]) -> list[dict]:
         row = {"trial": trial.name, "arm": trial.arm, "synthetic_ratio": trial.synthetic_ratio,
                "strength": trial.strength, "train_size": trial.train_size, "seed": trial.seed,
                "last_generation": trial.last_generation, "planned_generations": trial.planned_generations,
-               "mean_generation_s": float(timing.mean()) if len(timing) else math.nan}
+               "mean_generation_s": float(timing.mean()) if len(timing) else math.nan,
+               "evaluator": trial.evaluator}
         for metric in metrics:
             values = trial.series(metric)
             row[f"{metric}_final"] = float(values[-1])

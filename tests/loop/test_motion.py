@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scl_ray.loop.build import LoopResources, summarize_correction
+from scl_ray.loop.build import summarize_correction
+from scl_ray.loop.resources import LoopResources
 from scl_ray.loop.motion import MotionEvaluation
 
 
@@ -18,7 +19,7 @@ def evaluation(tiny_cache):
     from tests.conftest import TINY_OVERRIDES
 
     config = load_config(None, [*TINY_OVERRIDES, f"data.cache_dir={tiny_cache}"])
-    resources = LoopResources.load(config, progress=False)
+    resources = LoopResources.build(config, progress=False)
     return MotionEvaluation(config, resources.real, resources.evaluator)
 
 

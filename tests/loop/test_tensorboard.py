@@ -18,8 +18,11 @@ from scl_ray.config import LoopConfig
 from scl_ray.loop.tensorboard import IMAGE_TAG, TrialLogger, scalar_tag, trial_hparams
 
 
+EVALUATOR = "0123456789abcdef"
+
+
 def fake_metrics(generation: int, corrected: bool = True) -> dict[str, float]:
-    metrics = {"generation": float(generation), "fid": 2.0 + generation, "r_precision_top3": 0.5 - 0.1 * generation,
+    metrics = {"generation": float(generation), "evaluator": EVALUATOR, "fid": 2.0 + generation, "r_precision_top3": 0.5 - 0.1 * generation,
                "physics/penetration": 0.01 * generation, "train/loss": 1.0 / (generation + 1),
                "time/train_s": 3.0}
     if corrected and generation > 0:
@@ -35,7 +38,8 @@ def frame(generation: int) -> np.ndarray:
 
 
 def hparams(synthetic_ratio: float, strength: float, seed: int = 0) -> dict:
-    return trial_hparams(LoopConfig(synthetic_ratio=synthetic_ratio, strength=strength, train_size=64, seed=seed))
+    return trial_hparams(LoopConfig(synthetic_ratio=synthetic_ratio, strength=strength, train_size=64, seed=seed),
+                         EVALUATOR)
 
 
 def write_trial(trial_dir, synthetic_ratio=0.5, strength=1.0, generations=3, resume_at=2):
@@ -62,7 +66,8 @@ def test_trial_hparams_name_the_arm():
     assert hparams(0.0, 1.0)["arm"] == "baseline"
     assert hparams(0.5, 0.0)["arm"] == "self-consuming"
     assert hparams(0.5, 1.0) == {"arm": "corrected", "synthetic_ratio": 0.5, "strength": 1.0,
-                                 "train_size": 64, "seed": 0}
+                                 "train_size": 64, "seed": 0, "evaluator": EVALUATOR}
+    assert "evaluator" not in trial_hparams(LoopConfig())
 
 
 def test_three_generations_across_a_resume_read_back_in_order(tmp_path):
@@ -75,7 +80,8 @@ def test_three_generations_across_a_resume_read_back_in_order(tmp_path):
         np.testing.assert_allclose([s.value for s in scalars],
                                    [fake_metrics(g)[name] for g in range(3)], rtol=1e-6)
     assert [s.step for s in events.Scalars("correction/corrected")] == [1, 2]
-    assert "generation" not in events.Tags()["scalars"] and "eval/generation" not in events.Tags()["scalars"]
+    for name in ("generation", "evaluator"):  # the step, and an HParam
+        assert name not in events.Tags()["scalars"] and scalar_tag(name) not in events.Tags()["scalars"]
     images = events.Images(IMAGE_TAG)
     assert [image.step for image in images] == [0, 1, 2]
     for generation, image in enumerate(images):
@@ -91,6 +97,7 @@ def test_hparams_session_is_in_the_trials_own_event_files(tmp_path):
     assert start.hparams["arm"].string_value == "corrected"
     assert start.hparams["synthetic_ratio"].number_value == 0.5
     assert start.hparams["train_size"].number_value == 64
+    assert start.hparams["evaluator"].string_value == EVALUATOR
     end = hparams_metadata.parse_session_end_info_plugin_data(content[hparams_metadata.SESSION_END_INFO_TAG])
     assert end.status == api_pb2.STATUS_SUCCESS
 
