@@ -36,6 +36,8 @@ TINY_OVERRIDES = (
     "sample.steps=3", "sample.batch_size=32", "evaluate.num_samples=32", "evaluate.mm_prompts=2",
     "evaluate.mm_samples=2", "evaluate.evaluator.epochs=1", "evaluate.evaluator.width=32",
     "evaluate.evaluator.embed_dim=32", "correct.sim_hz=100", "correct.batch_size=4", "sweep.train_size=[16]",
+    # A pool never holds a caption twice, and the test split of 200 procedural motions holds 20.
+    "evaluate.r_precision_batch=16",
 )
 
 

@@ -6,6 +6,8 @@ follows the protocol's arithmetic, constants included:
 - R-precision and Matching score are computed in pools of 32 (text, motion) pairs, consecutive in the
   order given; a trailing pool smaller than 32 is dropped, as upstream's `drop_last=True` loader does.
   Upstream's loader is shuffled, so callers pass pairs in a random order (e.g. prompts drawn at random).
+  Upstream's pools are distinct test motions, so no pool holds a caption twice; `draw_pools` draws
+  prompts that way, also when more prompts are wanted than the test split holds.
   Distances are Euclidean. Upstream expands |a-b|^2 = a^2 - 2ab + b^2, which can go negative (NaN) for
   identical vectors; `scipy.spatial.distance.cdist` gives the same distances without that hazard.
 - FID: mean and covariance (`np.cov`, N-1 normalisation) of each set, then the Frechet distance with
@@ -22,6 +24,8 @@ Reference values on HumanML3D test with the original evaluator: real data FID 0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from scipy import linalg
@@ -68,6 +72,47 @@ def _paired(text_emb, motion_emb, batch: int) -> tuple[np.ndarray, np.ndarray]:
 def _pools(num: int, batch: int) -> list[slice]:
     """Consecutive full pools; the remainder is dropped like upstream's drop_last loader."""
     return [slice(start, start + batch) for start in range(0, num - batch + 1, batch)]
+
+
+def draw_pools(keys: Sequence[Hashable], num: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `num` draws from the candidates whose captions are `keys`, such that no pool of `batch`
+    consecutive draws (nor the trailing partial pool) holds a key twice.
+
+    Candidates are drawn epoch by epoch, each epoch a fresh random permutation: with distinct keys and
+    num <= len(keys) this is a draw without replacement, and beyond it every candidate is used about
+    equally often. A candidate whose key its pool already holds waits and goes first into the next
+    pool. Raises ValueError when there are fewer distinct keys than a pool's size.
+    """
+    if batch < 1 or num < 0:
+        raise ValueError(f"draw_pools needs batch >= 1 and num >= 0, got batch={batch}, num={num}")
+    distinct = len(set(keys))
+    if num and distinct < min(batch, num):
+        raise ValueError(f"an R-precision pool of {min(batch, num)} never holds a caption twice, but the "
+                         f"{len(keys)} candidates have only {distinct} distinct captions: lower "
+                         "evaluate.r_precision_batch or use a bigger test split")
+    drawn: list[int] = []
+    waiting: list[int] = []
+    epoch: list[int] = []
+    while len(drawn) < num:
+        size, pool, held, later = min(batch, num - len(drawn)), [], set(), []
+        for index in waiting:
+            if len(pool) < size and keys[index] not in held:
+                pool.append(index)
+                held.add(keys[index])
+            else:
+                later.append(index)
+        waiting = later
+        while len(pool) < size:
+            if not epoch:
+                epoch = rng.permutation(len(keys)).tolist()[::-1]
+            index = epoch.pop()
+            if keys[index] in held:
+                waiting.append(index)
+            else:
+                pool.append(index)
+                held.add(keys[index])
+        drawn.extend(pool)
+    return np.array(drawn, dtype=np.int64)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:

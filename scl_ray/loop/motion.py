@@ -17,7 +17,7 @@ import torch
 from scl_ray.config import Config
 from scl_ray.diffusion.data import MotionTextDataset
 from scl_ray.diffusion.training import DiffusionTrainer, derive_seed
-from scl_ray.evaluation.metrics import compute_all, diversity, fid
+from scl_ray.evaluation.metrics import compute_all, diversity, draw_pools, fid
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
 from scl_ray.motion.features import Normalizer, features_to_joints
@@ -121,10 +121,12 @@ class MotionEvaluation:
 
     def __post_init__(self) -> None:
         settings, test = self.config.evaluate, self.real.test
-        rng = np.random.default_rng([settings.seed, 11])
-        chosen = rng.choice(len(test), settings.num_samples, replace=settings.num_samples > len(test))
+        # One caption per test motion; pools of prompts never hold a caption twice, as upstream's.
+        captions = pick_captions(test, settings.seed)
+        chosen = draw_pools(captions, settings.num_samples, settings.r_precision_batch,
+                            np.random.default_rng([settings.seed, 11]))
         self.prompts = test.select(chosen)
-        self.captions = pick_captions(self.prompts, settings.seed)
+        self.captions = [captions[i] for i in chosen]
         self.lengths = np.array([len(f) for f in self.prompts.features], dtype=np.int64)
         self.text_embeddings = self.evaluator.embed_texts(self.captions)
         self.real_embeddings = self.evaluator.embed_motions(test.features)

@@ -7,7 +7,7 @@ import pytest
 
 from scl_ray.config import EvaluateConfig
 from scl_ray.evaluation.metrics import (
-    compute_all, diversity, fid, frechet_distance, matching_score, multimodality, r_precision,
+    compute_all, diversity, draw_pools, fid, frechet_distance, matching_score, multimodality, r_precision,
 )
 
 
@@ -150,3 +150,36 @@ def test_compute_all_returns_every_metric_by_flat_name():
     assert metrics["r_precision_top3"] > 0.9
     assert metrics == compute_all(text, motion, real, mm, EvaluateConfig(seed=1))
     assert "multimodality" not in compute_all(text, motion, real, None, EvaluateConfig(seed=1))
+
+
+def _pools_of(drawn, batch):
+    return [drawn[start:start + batch] for start in range(0, len(drawn), batch)]
+
+
+def test_drawn_pools_never_hold_a_caption_twice():
+    # 20 candidates, 12 distinct captions (some shared by several motions), 5x more draws than candidates.
+    keys = [f"caption {i % 12}" for i in range(20)]
+    drawn = draw_pools(keys, 100, 8, np.random.default_rng(0))
+    assert len(drawn) == 100 and drawn.min() >= 0 and drawn.max() < 20
+    for pool in _pools_of(drawn, 8):  # the trailing pool of 4 too
+        assert len({keys[i] for i in pool}) == len(pool)
+    counts = np.bincount(drawn, minlength=20)
+    assert counts.min() >= 3 and counts.max() <= 7  # every candidate is used, about equally (5 each)
+    # With replacement, as before, a pool of 8 among 12 captions holds one twice nearly always.
+    naive = np.random.default_rng(0).choice(20, 100)
+    assert any(len({keys[i] for i in pool}) < len(pool) for pool in _pools_of(naive, 8))
+
+
+def test_drawn_pools_are_a_seeded_draw_without_replacement_when_the_split_suffices():
+    keys = [f"caption {i}" for i in range(50)]
+    drawn = draw_pools(keys, 32, 32, np.random.default_rng(1))
+    assert len(set(drawn.tolist())) == 32
+    assert drawn.tolist() == draw_pools(keys, 32, 32, np.random.default_rng(1)).tolist()
+    assert drawn.tolist() != draw_pools(keys, 32, 32, np.random.default_rng(2)).tolist()
+
+
+def test_a_pool_larger_than_the_distinct_captions_is_refused():
+    keys = [f"caption {i % 10}" for i in range(40)]
+    with pytest.raises(ValueError, match="only 10 distinct captions"):
+        draw_pools(keys, 64, 32, np.random.default_rng(0))
+    assert len(draw_pools(keys, 64, 10, np.random.default_rng(0))) == 64
