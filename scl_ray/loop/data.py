@@ -5,7 +5,7 @@ temporary directory and renamed, so concurrent processes never see half a datase
 directory is used where the user put it. Both are built on the driver only: trials read the copies
 the experiment keeps (`scl_ray.loop.resources`), because the procedural generator's numpy math and
 the text encoder's torch math round differently on another CPU (same bytes at 1 and 2 threads on one
-machine, measured; not with another instruction set).
+machine; not with another instruction set: measured, see resources.py).
 """
 
 from __future__ import annotations

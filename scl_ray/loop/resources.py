@@ -15,8 +15,12 @@ and never builds its own:
 
 Why trials do not rebuild them from their own node's cache: evaluator training rounds differently
 with another thread count, and the procedural dataset (numpy) and the caption embeddings (torch) with
-another CPU instruction set (measured: with AVX2/FMA disabled, Mean.npy and every generated motion
-differ in their last bits). Bytes made once are the same for every trial.
+another CPU instruction set (measured: with numpy's AVX2/FMA kernels disabled, Mean.npy and every
+generated motion differ in their last bits; with torch's kernels at DEFAULT instead of AVX2, 5138 of
+2.46 M float16 MiniLM embedding values differ by one step). Bytes made once are the same for every
+trial. Not covered: the evaluator's text side still encodes the evaluation prompts on the trial's
+node (`Evaluator.embed_texts`), so with MiniLM, nodes of different CPU types may differ in the last
+bits of R-precision and Matching.
 """
 
 from __future__ import annotations
