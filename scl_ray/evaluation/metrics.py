@@ -7,7 +7,8 @@ follows the protocol's arithmetic, constants included:
   order given; a trailing pool smaller than 32 is dropped, as upstream's `drop_last=True` loader does.
   Upstream's loader is shuffled, so callers pass pairs in a random order (e.g. prompts drawn at random).
   Upstream's pools are distinct test motions, so no pool holds a caption twice; `draw_pools` draws
-  prompts that way, also when more prompts are wanted than the test split holds.
+  prompts that way, also when more prompts are wanted than the test split holds, and
+  `arrange_pools` partitions any set into such pools (scl_ray/evaluation/protocol.py uses it).
   Distances are Euclidean. Upstream expands |a-b|^2 = a^2 - 2ab + b^2, which can go negative (NaN) for
   identical vectors; `scipy.spatial.distance.cdist` gives the same distances without that hazard.
 - FID: mean and covariance (`np.cov`, N-1 normalisation) of each set, then the Frechet distance with
@@ -56,12 +57,15 @@ def _embeddings(name: str, values, ndim: int, min_rows: int = 1) -> np.ndarray:
     return array
 
 
-def _paired(text_emb, motion_emb, batch: int) -> tuple[np.ndarray, np.ndarray]:
+def _paired(text_emb, motion_emb, batch: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs as float64 arrays; batch: the pool size they must fill at least once (None: no pools)."""
     text = _embeddings("text_emb", text_emb, 2)
     motion = _embeddings("motion_emb", motion_emb, 2)
     if text.shape != motion.shape:
         raise ValueError(f"text_emb {text.shape} and motion_emb {motion.shape} must pair up row for row "
                          "with the same embedding size")
+    if batch is None:
+        return text, motion
     if batch < 2:
         raise ValueError(f"the R-precision pool must hold at least 2 pairs, got batch={batch}")
     if len(text) < batch:
@@ -115,6 +119,30 @@ def draw_pools(keys: Sequence[Hashable], num: int, batch: int, rng: np.random.Ge
     return np.array(drawn, dtype=np.int64)
 
 
+def arrange_pools(keys: Sequence[Hashable], batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a set's rows (captions `keys`) in as many full pools of `batch` as can be formed
+    without a key twice in a pool, each row used once; pool after pool, a random partition.
+
+    The rows are shuffled and grouped by key (groups in random order); with P pools, a key's rows
+    beyond P are left out, then rows at random until P * batch remain, and row j of the list goes
+    to pool j mod P, so a key's rows land in different pools. P is the largest number for which
+    enough rows remain. Rows left out are like upstream's dropped last batch. Empty when not even
+    one full pool forms (fewer distinct keys than `batch`).
+    """
+    if batch < 1:
+        raise ValueError(f"arrange_pools needs batch >= 1, got {batch}")
+    groups: dict[Hashable, list[int]] = {}
+    for index in rng.permutation(len(keys)).tolist():
+        groups.setdefault(keys[index], []).append(index)
+    sizes = np.array([len(rows) for rows in groups.values()], dtype=np.int64)
+    pools = next((p for p in range(len(keys) // batch, 0, -1) if np.minimum(sizes, p).sum() >= p * batch), 0)
+    if pools == 0:
+        return np.zeros(0, dtype=np.int64)
+    usable = np.array([index for rows in groups.values() for index in rows[:pools]], dtype=np.int64)
+    kept = usable[np.sort(rng.choice(len(usable), pools * batch, replace=False))]
+    return np.concatenate([kept[pool::pools] for pool in range(pools)])
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
     """Squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
 
@@ -149,6 +177,52 @@ def fid(emb_a, emb_b) -> float:
     return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
+class FrechetReference:
+    """FID of many embedding sets against one reference set, e.g. the bootstrap's resamples.
+
+    The reference's mean, covariance and the covariance's symmetric square root R are computed once.
+    Tr sqrt(S_a S_ref) = Tr sqrt(R S_a R), and R S_a R = B^T B with B = (A - mean(A)) R / sqrt(N_a - 1),
+    so the trace is the sum of B's singular values: one symmetric eigenvalue problem of size
+    min(N_a, E) per set instead of a general matrix square root. It equals `fid(a, reference)` up to rounding and the eps that
+    `frechet_distance` adds to singular products (an effect of order eps * E).
+    """
+
+    def __init__(self, reference):
+        reference = _embeddings("reference", reference, 2, min_rows=2)
+        self.mean = reference.mean(0)
+        covariance = np.cov(reference, rowvar=False)
+        values, vectors = np.linalg.eigh(covariance)
+        self.root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+        self.trace = float(np.trace(covariance))
+
+    def fid(self, emb) -> float:
+        """FID of `emb` (N, E), N >= 2, against the reference."""
+        emb = _embeddings("emb", emb, 2, min_rows=2)
+        if emb.shape[1] != len(self.mean):
+            raise ValueError(f"FID compares embeddings of one size: the reference has {len(self.mean)}, "
+                             f"emb {emb.shape[1]}")
+        centred = emb - emb.mean(0)
+        rotated = centred @ self.root
+        # B's singular values are the square roots of the eigenvalues of its smaller Gram matrix.
+        gram = rotated @ rotated.T if len(rotated) < rotated.shape[1] else rotated.T @ rotated
+        cross = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None)).sum() / np.sqrt(len(emb) - 1)
+        diff = emb.mean(0) - self.mean
+        return float(diff @ diff + (centred ** 2).sum() / (len(emb) - 1) + self.trace - 2 * cross)
+
+
+def r_precision_hits(text_emb, motion_emb, batch: int = R_PRECISION_BATCH,
+                     top_k: int = R_PRECISION_TOP_K) -> np.ndarray:
+    """(U, top_k) booleans, U = the rows of the full pools: whether row i's motion is among the k
+    nearest of its pool's motions to row i's text, for k = 1..top_k. See `r_precision`."""
+    text, motion = _paired(text_emb, motion_emb, batch)
+    hits = []
+    for pool in _pools(len(text), batch):
+        order = np.argsort(cdist(text[pool], motion[pool]), axis=1, kind="stable")
+        rank = np.argmax(order == np.arange(batch)[:, None], axis=1)
+        hits.append(rank[:, None] < np.arange(1, top_k + 1))
+    return np.concatenate(hits)
+
+
 def r_precision(text_emb, motion_emb, batch: int = R_PRECISION_BATCH,
                 top_k: int = R_PRECISION_TOP_K) -> tuple[float, ...]:
     """Top-1..top-k retrieval accuracy of each text's own motion among its pool of `batch` motions.
@@ -156,14 +230,7 @@ def r_precision(text_emb, motion_emb, batch: int = R_PRECISION_BATCH,
     text_emb, motion_emb: (N, E), row i of each belongs together; N >= batch. Returns top_k floats in
     [0, 1] (cumulative: top-2 counts top-1 hits too). Chance level is k / batch.
     """
-    text, motion = _paired(text_emb, motion_emb, batch)
-    hits = np.zeros(top_k)
-    pools = _pools(len(text), batch)
-    for pool in pools:
-        order = np.argsort(cdist(text[pool], motion[pool]), axis=1, kind="stable")
-        rank = np.argmax(order == np.arange(batch)[:, None], axis=1)
-        hits += (rank[:, None] < np.arange(1, top_k + 1)).sum(axis=0)
-    return tuple(float(h) for h in hits / (len(pools) * batch))
+    return tuple(float(h) for h in r_precision_hits(text_emb, motion_emb, batch, top_k).mean(axis=0))
 
 
 def matching_score(text_emb, motion_emb, batch: int = R_PRECISION_BATCH) -> float:
@@ -173,20 +240,28 @@ def matching_score(text_emb, motion_emb, batch: int = R_PRECISION_BATCH) -> floa
     return float(np.linalg.norm(text[:used] - motion[:used], axis=1).mean())
 
 
-def _pair_indices(rng: np.random.Generator, population: int, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+Seed = int | np.random.Generator | np.random.RandomState
+
+
+def _pair_indices(seed: Seed, population: int, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = seed if isinstance(seed, (np.random.Generator, np.random.RandomState)) else np.random.default_rng(seed)
     replace = population < pairs
     return (rng.choice(population, pairs, replace=replace), rng.choice(population, pairs, replace=replace))
 
 
-def diversity(emb, pairs: int = DIVERSITY_PAIRS, seed: int = 0) -> float:
-    """Mean distance between `pairs` random pairs of embeddings (N, E), N >= 2; seeded."""
+def diversity(emb, pairs: int = DIVERSITY_PAIRS, seed: Seed = 0) -> float:
+    """Mean distance between `pairs` random pairs of embeddings (N, E), N >= 2.
+
+    seed: an int, or the generator to draw the pairs from (a legacy RandomState draws them as
+    upstream's np.random.choice does).
+    """
     emb = _embeddings("emb", emb, 2, min_rows=2)
-    first, second = _pair_indices(np.random.default_rng(seed), len(emb), pairs)
+    first, second = _pair_indices(seed, len(emb), pairs)
     return float(np.linalg.norm(emb[first] - emb[second], axis=1).mean())
 
 
-def multimodality(emb, pairs: int = MULTIMODALITY_PAIRS, seed: int = 0) -> float:
-    """Mean distance between `pairs` random pairs of samples of the same prompt; seeded.
+def multimodality(emb, pairs: int = MULTIMODALITY_PAIRS, seed: Seed = 0) -> float:
+    """Mean distance between `pairs` random pairs of samples of the same prompt; seeded as `diversity`.
 
     emb: (P, S, E), S >= 2 samples for each of P prompts. One pair of index lists serves every prompt,
     as upstream. 0 for a deterministic generator.
@@ -194,30 +269,39 @@ def multimodality(emb, pairs: int = MULTIMODALITY_PAIRS, seed: int = 0) -> float
     emb = _embeddings("mm_emb", emb, 3)
     if emb.shape[1] < 2:
         raise ValueError(f"MultiModality needs at least 2 samples per prompt, got mm_emb of shape {emb.shape}")
-    first, second = _pair_indices(np.random.default_rng(seed), emb.shape[1], pairs)
+    first, second = _pair_indices(seed, emb.shape[1], pairs)
     return float(np.linalg.norm(emb[:, first] - emb[:, second], axis=2).mean())
 
 
 def compute_all(text_emb, motion_emb, real_motion_emb, mm_emb=None,
-                config: EvaluateConfig | None = None) -> dict[str, float]:
+                config: EvaluateConfig | None = None, pools: bool = True) -> dict[str, float]:
     """Every protocol metric of one evaluation, flat names for metrics.json and TensorBoard.
 
-    text_emb, motion_emb: (N, E) pairs of the generated motions, in random prompt order;
+    text_emb, motion_emb: (N, E) pairs of the generated motions, pool after pool (see `arrange_pools`);
     real_motion_emb: (M, E) real test motions, the FID reference; mm_emb: (P, S, E) or None.
-    As upstream, FID and Diversity use the generated motions of the full R-precision pools only.
-    Returns fid, r_precision_top1..3, matching_score, diversity and, when mm_emb is given,
-    multimodality.
+    As upstream, every metric uses the generated motions of the full R-precision pools only.
+    pools=False: the pairs form no pool (a set too small or with too few distinct captions for one):
+    R-precision is not reported and the other metrics use every pair.
+    Returns fid, r_precision_top1..3 (with pools), matching_score, diversity and, when mm_emb is
+    given, multimodality.
     """
     config = config or EvaluateConfig()
     batch = config.r_precision_batch
-    text, motion = _paired(text_emb, motion_emb, batch)
-    used = motion[: len(_pools(len(motion), batch)) * batch]
-    top = r_precision(text, motion, batch=batch, top_k=R_PRECISION_TOP_K)
+    if pools:
+        text, motion = _paired(text_emb, motion_emb, batch)
+        used = len(_pools(len(motion), batch)) * batch
+        text, motion = text[:used], motion[:used]
+        top = r_precision(text, motion, batch=batch, top_k=R_PRECISION_TOP_K)
+    else:
+        text, motion = _paired(text_emb, motion_emb, None)
+        if len(text) < 2:
+            raise ValueError(f"the metrics need at least 2 (text, motion) pairs, got {len(text)}")
+        top = ()
     metrics = {
-        "fid": fid(used, _embeddings("real_motion_emb", real_motion_emb, 2, min_rows=2)),
+        "fid": fid(motion, _embeddings("real_motion_emb", real_motion_emb, 2, min_rows=2)),
         **{f"r_precision_top{k}": value for k, value in enumerate(top, start=1)},
-        "matching_score": matching_score(text, motion, batch=batch),
-        "diversity": diversity(used, pairs=config.diversity_pairs, seed=config.seed),
+        "matching_score": float(np.linalg.norm(text - motion, axis=1).mean()),
+        "diversity": diversity(motion, pairs=config.diversity_pairs, seed=config.seed),
     }
     if mm_emb is not None:
         metrics["multimodality"] = multimodality(mm_emb, pairs=MULTIMODALITY_PAIRS, seed=config.seed)

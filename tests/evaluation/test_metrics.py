@@ -7,7 +7,8 @@ import pytest
 
 from scl_ray.config import EvaluateConfig
 from scl_ray.evaluation.metrics import (
-    compute_all, diversity, draw_pools, fid, frechet_distance, matching_score, multimodality, r_precision,
+    FrechetReference, arrange_pools, compute_all, diversity, draw_pools, fid, frechet_distance, matching_score,
+    multimodality, r_precision,
 )
 
 
@@ -183,3 +184,70 @@ def test_a_pool_larger_than_the_distinct_captions_is_refused():
     with pytest.raises(ValueError, match="only 10 distinct captions"):
         draw_pools(keys, 64, 32, np.random.default_rng(0))
     assert len(draw_pools(keys, 64, 10, np.random.default_rng(0))) == 64
+
+
+def test_compute_all_without_pools_reports_no_r_precision_and_uses_every_pair():
+    rng = np.random.default_rng(11)
+    text, motion, real = rng.normal(size=(10, 8)), rng.normal(size=(10, 8)), rng.normal(size=(50, 8))
+    metrics = compute_all(text, motion, real, None, EvaluateConfig(r_precision_batch=32), pools=False)
+    assert set(metrics) == {"fid", "matching_score", "diversity"}
+    assert metrics["fid"] == fid(motion, real)
+    assert metrics["matching_score"] == pytest.approx(np.linalg.norm(text - motion, axis=1).mean())
+    with pytest.raises(ValueError, match="at least 2"):
+        compute_all(text[:1], motion[:1], real, None, EvaluateConfig(), pools=False)
+
+
+def test_arranged_pools_are_full_distinct_and_use_each_row_once():
+    # 60 rows, 25 distinct captions, one caption on 9 rows: with pools of 8 it fits in at most 7 pools.
+    keys = [f"caption {i % 24}" for i in range(51)] + ["common"] * 9
+    arranged = arrange_pools(keys, 8, np.random.default_rng(0))
+    assert len(arranged) == 56 and len(set(arranged.tolist())) == 56  # 7 full pools, no row twice
+    for pool in _pools_of(arranged, 8):
+        assert len({keys[i] for i in pool}) == 8
+    assert sum(keys[i] == "common" for i in arranged) <= 7  # at most one per pool
+    assert arranged.tolist() == arrange_pools(keys, 8, np.random.default_rng(0)).tolist()
+    assert arranged.tolist() != arrange_pools(keys, 8, np.random.default_rng(1)).tolist()
+    # Prompts drawn by draw_pools always arrange without losing a row.
+    for seed in range(20):
+        drawn = [keys[i] for i in draw_pools(keys[:51], 64, 16, np.random.default_rng(seed))]
+        assert len(arrange_pools(drawn, 16, np.random.default_rng(seed))) == 64
+    assert len(arrange_pools(["a", "b", "a"], 3, np.random.default_rng(0))) == 0
+
+
+def test_the_frechet_reference_gives_fid_without_a_general_square_root():
+    rng = np.random.default_rng(12)
+    real = rng.normal(size=(300, 24)) @ rng.normal(size=(24, 24))
+    reference = FrechetReference(real)
+    for generated in (rng.normal(size=(500, 24)) + 0.2, rng.normal(size=(10, 24))):  # N > E and N < E
+        assert reference.fid(generated) == pytest.approx(fid(generated, real), rel=1e-6)
+    with pytest.raises(ValueError, match="one size"):
+        reference.fid(np.zeros((5, 3)))
+
+
+def test_golden_values_of_the_original_t2m_protocol():
+    """Our metrics reproduce the original protocol's functions on the same inputs.
+
+    The values were computed once, outside this repository, by EricGuo5513/text-to-motion at commit
+    72df96e: utils/metrics.py run unmodified (euclidean_distance_matrix, calculate_top_k,
+    calculate_activation_statistics, calculate_frechet_distance, calculate_diversity,
+    calculate_multimodality; MDM's eval/ uses copies of them) and final_evaluations.py's
+    evaluate_matching_score batch loop over a drop_last loader of 32 (R-precision and Matching are
+    summed over the batches and divided by the pairs seen). The inputs are the arrays drawn below,
+    in this order, from numpy's default_rng(2024); upstream's diversity and MultiModality drew their
+    pairs with np.random.seed(7) and np.random.seed(11), which a RandomState(7) / (11) repeats.
+    """
+    rng = np.random.default_rng(2024)
+    text = rng.normal(size=(100, 16))
+    motion = 0.5 * text + rng.normal(size=(100, 16))
+    generated = rng.normal(size=(200, 16)) @ rng.normal(size=(16, 16)) * 0.3 + 0.2
+    real = rng.normal(size=(150, 16))
+    few = rng.normal(size=(12, 16)) + 0.1  # fewer samples than dimensions: a singular covariance
+    spread = rng.normal(size=(400, 16))
+    per_prompt = rng.normal(size=(8, 12, 16))
+
+    assert r_precision(text, motion) == pytest.approx((0.34375, 0.5416666666666666, 0.6354166666666666), abs=1e-12)
+    assert matching_score(text, motion) == pytest.approx(4.3036240491836075, rel=1e-12)
+    assert fid(generated, real) == pytest.approx(10.786127216183246, rel=1e-9)
+    assert fid(few, real) == pytest.approx(10.78549319056604, rel=1e-7)
+    assert diversity(spread, 300, np.random.RandomState(7)) == pytest.approx(5.542077788264964, rel=1e-12)
+    assert multimodality(per_prompt, 10, np.random.RandomState(11)) == pytest.approx(5.323118067402071, rel=1e-12)
