@@ -166,6 +166,8 @@ class EvaluateConfig:
     mm_prompts: int = setting(16, low=0, help="prompts for MultiModality (0 disables it)")
     mm_samples: int = setting(30, low=2, help="samples per MultiModality prompt (30 in the protocol)")
     seed: int = setting(0, low=0)
+    bootstrap: int = setting(200, low=0, help="resamples of the evaluation samples for each metric's 95% "
+                                              "confidence interval (0: no intervals)")
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
 
     def __post_init__(self) -> None:

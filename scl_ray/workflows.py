@@ -7,8 +7,6 @@ dataset's real test split with the standard metrics plus physics metrics.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,11 +17,9 @@ from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import schedule_alphas_cumprod
 from scl_ray.diffusion.text import embed_captions, get_text_encoder
 from scl_ray.evaluation.evaluator import load_or_train_evaluator
-from scl_ray.evaluation.metrics import compute_all
+from scl_ray.evaluation.protocol import evaluate_motions, is_interval
 from scl_ray.loop.data import RealData
-from scl_ray.motion.features import features_to_joints
 from scl_ray.motion.store import MotionSet
-from scl_ray.physics.metrics import physics_metrics_batch
 
 MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
                 "diversity", "multimodality")
@@ -68,40 +64,23 @@ def dataset_evaluator(config: Config, real: RealData, progress: bool = True):
 
 def evaluate_motion_set(samples: MotionSet, config: Config, real: RealData | None = None, evaluator=None,
                         progress: bool = True) -> dict[str, float]:
-    """Standard metrics of `samples` (their first captions are the prompts) against the real test split.
-
-    Pairs are shuffled with the evaluation seed before R-precision pools are formed, as the protocol's
-    shuffled loader does. MultiModality is computed over captions that have >= 2 samples.
+    """Standard metrics, physics metrics and their confidence intervals of `samples` (their first
+    captions are the prompts) against the real test split, by the loop's own protocol
+    (`scl_ray.evaluation.protocol`): on a generation's eval_samples.parquet, with that run's
+    config and evaluator, it gives the generation's metrics.json values. Adds `motions`, the number
+    of finite motions.
     """
     real = real or RealData.load(config.data, progress)
     evaluator = evaluator or dataset_evaluator(config, real, progress)
-    finite = np.flatnonzero(samples.finite_mask())
-    if len(finite) < config.evaluate.r_precision_batch:
-        raise ValueError(f"{len(finite)} finite motions: the R-precision protocol needs at least "
-                         f"{config.evaluate.r_precision_batch}")
-    order = np.random.default_rng([config.evaluate.seed, 5]).permutation(finite)
-    captions = [samples.captions[i][0] for i in order]
-    motion_embeddings = evaluator.embed_motions([samples.features[i] for i in order])
-    text_embeddings = evaluator.embed_texts(captions)
-    real_embeddings = evaluator.embed_motions(real.test.features)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for row, caption in enumerate(captions):
-        groups[caption].append(row)
-    per_prompt = min((len(rows) for rows in groups.values() if len(rows) >= 2), default=0)
-    mm = None
-    if per_prompt >= 2:
-        mm = np.stack([motion_embeddings[rows[:per_prompt]] for rows in groups.values() if len(rows) >= per_prompt])
-    metrics = compute_all(text_embeddings, motion_embeddings, real_embeddings, mm, config.evaluate)
-    joints = [features_to_joints(samples.features[i]) for i in order]
-    metrics.update({f"physics/{k}": v for k, v in physics_metrics_batch(joints).items()})
-    metrics["motions"] = float(len(order))
+    metrics = evaluate_motions(samples, evaluator, evaluator.embed_motions(real.test.features), config.evaluate)
+    metrics["motions"] = float(samples.finite_mask().sum())
     return metrics
 
 
 def format_metrics(rows: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one row per evaluated set, the paper's columns then physics."""
     names = [m for m in MAIN_METRICS if any(m in r for r in rows.values())]
-    names += sorted({k for r in rows.values() for k in r if k.startswith("physics/")})
+    names += sorted({k for r in rows.values() for k in r if k.startswith("physics/") and not is_interval(k)})
     header = f"{'':<12}" + "".join(f"{name.replace('physics/', ''):>18}" for name in names)
     lines = [header]
     for label, metrics in rows.items():

@@ -17,12 +17,12 @@ import torch
 from scl_ray.config import Config
 from scl_ray.diffusion.data import MotionTextDataset
 from scl_ray.diffusion.training import DiffusionTrainer, derive_seed
-from scl_ray.evaluation.metrics import compute_all, diversity, draw_pools, fid
+from scl_ray.evaluation.metrics import draw_pools
+from scl_ray.evaluation.protocol import MULTIMODALITY_GROUP, evaluate_motions
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
-from scl_ray.motion.features import Normalizer, features_to_joints
+from scl_ray.motion.features import Normalizer
 from scl_ray.motion.store import MotionSet, write_motion_set
-from scl_ray.physics.metrics import physics_metrics_batch
 
 Gather = Callable[[list], list]  # this rank's list -> every rank's lists, in rank order
 
@@ -111,7 +111,12 @@ class MotionLoopModel:
 
 @dataclass
 class MotionEvaluation:
-    """The fixed evaluation of every generation: the same prompts, evaluator and real embeddings."""
+    """The fixed evaluation of every generation: the same prompts, evaluator and real embeddings.
+
+    Each generation's samples, with its MultiModality samples marked (`MULTIMODALITY_GROUP`), are
+    scored by the one protocol (`evaluate_motions`) and written to eval_samples.parquet, so
+    `scl-ray evaluate` on that file gives the generation's metrics again.
+    """
 
     config: Config
     real: RealData
@@ -128,58 +133,55 @@ class MotionEvaluation:
         self.prompts = test.select(chosen)
         self.captions = [captions[i] for i in chosen]
         self.lengths = np.array([len(f) for f in self.prompts.features], dtype=np.int64)
-        self.text_embeddings = self.evaluator.embed_texts(self.captions)
         self.real_embeddings = self.evaluator.embed_motions(test.features)
-        self.last_samples: list[np.ndarray] = []
 
     def set_metrics(self, motions: MotionSet) -> dict[str, float]:
         """How a motion set looks to the evaluator, e.g. a generation's synthetic set before and after
-        correction: FID against the real test split, Matching (mean distance of each motion to its own
-        first caption) and Diversity. {} when fewer than 2 motions are finite.
+        correction: the protocol's metrics without physics (FID against the real test split, Matching,
+        Diversity, R-precision where a full pool forms) and their intervals, as `scl-ray evaluate`
+        gives them for the set. {} when fewer than 2 motions are finite.
 
         The loop trains on these sets, so these say whether correction moves them towards the real
         data in the evaluator's eyes, which is the premise of the method.
         """
-        keep = np.flatnonzero(motions.finite_mask())
-        if len(keep) < 2:
+        if motions.finite_mask().sum() < 2:
             return {}
-        embeddings = self.evaluator.embed_motions([motions.features[i] for i in keep])
-        texts = self.evaluator.embed_texts([motions.captions[i][0] for i in keep])
-        settings = self.config.evaluate
-        return {"fid": fid(embeddings, self.real_embeddings),
-                "matching_score": float(np.linalg.norm(texts - embeddings, axis=1).mean()),
-                "diversity": diversity(embeddings, pairs=settings.diversity_pairs, seed=settings.seed)}
+        return evaluate_motions(motions, self.evaluator, self.real_embeddings, self.config.evaluate, physics=False)
 
-    def multimodality_embeddings(self, model: MotionLoopModel, seed: int) -> np.ndarray | None:
+    def multimodality_samples(self, model: MotionLoopModel, generation: int, seed: int) -> MotionSet | None:
+        """evaluate.mm_samples samples of each of the first evaluate.mm_prompts prompts, marked by prompt."""
         settings = self.config.evaluate
         prompts = min(settings.mm_prompts, len(self.captions))
         if prompts == 0:
             return None
         captions = [c for c in self.captions[:prompts] for _ in range(settings.mm_samples)]
         lengths = np.repeat(self.lengths[:prompts], settings.mm_samples)
-        samples = model.generate(captions, lengths, seed)
-        return self.evaluator.embed_motions(samples).reshape(prompts, settings.mm_samples, -1)
+        groups = np.repeat(np.arange(prompts), settings.mm_samples)
+        ids = [f"mm{group:03d}_{k % settings.mm_samples:03d}_{self.prompts.ids[group]}" for k, group in enumerate(groups)]
+        return _evaluation_set(ids, captions, model.generate(captions, lengths, seed), generation,
+                               [{MULTIMODALITY_GROUP: int(group)} for group in groups])
 
     def __call__(self, model: MotionLoopModel, generation: int, seed: int) -> dict[str, float]:
         settings = self.config.evaluate
-        sample_seed = derive_seed(settings.seed, generation)
-        samples = model.generate(self.captions, self.lengths, sample_seed)
-        self.last_samples = samples
+        samples = model.generate(self.captions, self.lengths, derive_seed(settings.seed, generation))
         finite = np.array([np.isfinite(s).all() for s in samples])
-        metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}
         if finite.sum() < max(2, settings.r_precision_batch):
             raise RuntimeError(f"generation {generation}: only {finite.sum()} of {len(samples)} evaluation "
                                "samples are finite: the model has diverged")
-        keep = np.flatnonzero(finite)
-        motion_embeddings = self.evaluator.embed_motions([samples[i] for i in keep])
-        mm = self.multimodality_embeddings(model, derive_seed(settings.seed, generation, 1))
-        metrics.update(compute_all(self.text_embeddings[keep], motion_embeddings, self.real_embeddings, mm, settings))
-        joints = [features_to_joints(samples[i]) for i in keep]
-        metrics.update({f"physics/{k}": v for k, v in physics_metrics_batch(joints).items()})
+        motions = _evaluation_set(list(self.prompts.ids), self.captions, samples, generation,
+                                  [{} for _ in samples])
+        multimodality = self.multimodality_samples(model, generation, derive_seed(settings.seed, generation, 1))
+        if multimodality is not None:
+            motions = motions.concat([multimodality])
+        metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}
+        metrics.update(evaluate_motions(motions, self.evaluator, self.real_embeddings, settings))
         if self.directory is not None and self.is_writer:
-            count = len(samples)
-            write_motion_set(MotionSet(
-                ids=list(self.prompts.ids), captions=[(c,) for c in self.captions], features=samples,
-                source=["synthetic"] * count, generation=[generation] * count, status=[""] * count,
-                stats=[{} for _ in range(count)]), self.directory.file(generation, EVAL_SAMPLES))
+            write_motion_set(motions, self.directory.file(generation, EVAL_SAMPLES))
         return metrics
+
+
+def _evaluation_set(ids: list[str], captions: list[str], features: list[np.ndarray], generation: int,
+                    stats: list[dict]) -> MotionSet:
+    count = len(features)
+    return MotionSet(ids=ids, captions=[(c,) for c in captions], features=features, source=["synthetic"] * count,
+                     generation=[generation] * count, status=[""] * count, stats=stats)

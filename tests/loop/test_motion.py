@@ -29,13 +29,14 @@ def _noised(motions, scale: float, seed: int = 0):
     return dataclasses.replace(motions, features=features)
 
 
-def test_set_metrics_place_the_real_test_split_at_zero_fid_and_noise_further(evaluation):
+def test_set_metrics_are_the_protocols_without_physics_and_place_the_real_test_split_closest(evaluation):
     test = evaluation.real.test
     clean = evaluation.set_metrics(test)
-    assert set(clean) == {"fid", "matching_score", "diversity"}
-    assert clean["fid"] == pytest.approx(0.0, abs=1e-6)  # the split is its own reference
+    assert {"fid", "r_precision_top3", "matching_score", "diversity", "fid_ci_low", "fid_ci_high"} <= set(clean)
+    assert not any(name.startswith("physics/") for name in clean)
+    # The 16 motions of the split's one full pool against the whole split, then the split noised.
     fids = [evaluation.set_metrics(_noised(test, scale))["fid"] for scale in (0.5, 4.0)]
-    assert 0 < fids[0] < fids[1]
+    assert clean["fid"] < fids[0] < fids[1]
 
 
 def test_set_metrics_skip_nonfinite_motions_and_need_two(evaluation):
@@ -100,3 +101,34 @@ def test_the_loop_seed_reaches_initial_weights_and_training(tiny_model_parts):
     # The same initial weights trained with another seed (data order, noise, dropout) end elsewhere.
     _, other_training = run(1, 2)
     assert not _same(trained, other_training)
+
+
+def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_config, tmp_path):
+    """One protocol: `scl-ray evaluate`'s function on gen_k/eval_samples.parquet gives that generation's
+    metrics.json (evaluation, MultiModality, physics and every interval), and on gen_k/synthetic.parquet
+    the loop's correction/*_before scores of that set."""
+    from scl_ray.evaluation.protocol import is_interval
+    from scl_ray.loop.build import build_motion_loop
+    from scl_ray.loop.state import EVAL_SAMPLES, SYNTHETIC, TrialDirectory
+    from scl_ray.motion.store import read_motion_set
+    from scl_ray.workflows import evaluate_motion_set
+
+    config = tiny_config("loop.generations=1", "loop.synthetic_ratio=1", "loop.strength=0", "evaluate.bootstrap=50")
+    resources = LoopResources.build(config, progress=False)
+    directory = TrialDirectory(tmp_path / "trial")
+
+    def uncorrected(synthetic, seed):
+        return dataclasses.replace(synthetic, status=["uncorrected"] * len(synthetic))
+
+    build_motion_loop(config, resources, directory, uncorrected).run()
+    metrics = directory.read_metrics(1)
+    evaluated = evaluate_motion_set(read_motion_set(directory.file(1, EVAL_SAMPLES)), config, resources.real,
+                                    resources.evaluator, progress=False)
+    assert evaluated.pop("motions") == 32 + 2 * 2  # the samples and the MultiModality samples
+    assert {"multimodality", "r_precision_top3_ci_low", "fid_ci_high", "physics/phys_err_mm_ci_high"} <= set(evaluated)
+    assert {name: metrics[name] for name in evaluated} == evaluated
+    synthetic = evaluate_motion_set(read_motion_set(directory.file(1, SYNTHETIC)), config, resources.real,
+                                    resources.evaluator, progress=False)
+    scored = [name for name in synthetic if not name.startswith("physics/") and name != "motions"]
+    assert any(is_interval(name) for name in scored)
+    assert {name: metrics[f"correction/{name}_before"] for name in scored} == {name: synthetic[name] for name in scored}
