@@ -17,7 +17,8 @@ from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import schedule_alphas_cumprod
 from scl_ray.diffusion.text import embed_captions, get_text_encoder
 from scl_ray.evaluation.evaluator import load_or_train_evaluator
-from scl_ray.evaluation.protocol import evaluate_motions, is_interval
+from scl_ray.evaluation.metrics import is_interval
+from scl_ray.evaluation.protocol import evaluate_motions
 from scl_ray.loop.data import RealData
 from scl_ray.motion.store import MotionSet
 

@@ -44,6 +44,28 @@ FID_EPS = 1e-6
 FID_IMAGINARY_TOLERANCE = 1e-3
 
 
+# Confidence intervals (scl_ray/evaluation/protocol.py): their level and their metrics.json keys.
+CI_LEVEL = 0.95
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+
+
+def interval_names(metric: str) -> tuple[str, str]:
+    """metrics.json keys of a metric's confidence interval: (`<metric>_ci_low`, `<metric>_ci_high`)."""
+    return metric + CI_LOW, metric + CI_HIGH
+
+
+def is_interval(name: str) -> bool:
+    """Whether a metrics.json key is a confidence interval's bound rather than a metric."""
+    return name.endswith(CI_LOW) or name.endswith(CI_HIGH)
+
+
+def percentile_interval(replicates) -> tuple[float, float]:
+    """The CI_LEVEL percentile interval of a statistic's bootstrap replicates (B,)."""
+    tail = 100 * (1 - CI_LEVEL) / 2
+    low, high = np.percentile(np.asarray(replicates, dtype=np.float64), [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _embeddings(name: str, values, ndim: int, min_rows: int = 1) -> np.ndarray:
     """values as a finite float64 array of `ndim` dimensions with at least `min_rows` rows."""
     array = np.asarray(values, dtype=np.float64)

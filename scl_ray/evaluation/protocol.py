@@ -36,28 +36,16 @@ import numpy as np
 
 from scl_ray.config import EvaluateConfig
 from scl_ray.evaluation.metrics import (R_PRECISION_TOP_K, FrechetReference, arrange_pools, compute_all, diversity,
-                                        multimodality, r_precision_hits)
+                                        interval_names, multimodality, percentile_interval, r_precision_hits)
 from scl_ray.motion.features import features_to_joints
 from scl_ray.motion.store import MotionSet
 from scl_ray.physics.metrics import METRIC_NAMES, physics_metrics
 
 MULTIMODALITY_GROUP = "multimodality_group"  # stats key of a MultiModality sample: its prompt's index
 PHYSICS_PREFIX = "physics/"
-CI_LEVEL = 0.95
-CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 # Random streams under evaluate.seed (numpy SeedSequence entropy [seed, stream]).
 POOL_STREAM = 5
 BOOTSTRAP_STREAM = 13
-
-
-def interval_names(metric: str) -> tuple[str, str]:
-    """metrics.json keys of a metric's confidence interval: (`<metric>_ci_low`, `<metric>_ci_high`)."""
-    return metric + CI_LOW, metric + CI_HIGH
-
-
-def is_interval(name: str) -> bool:
-    """Whether a metrics.json key is a confidence interval's bound rather than a metric."""
-    return name.endswith(CI_LOW) or name.endswith(CI_HIGH)
 
 
 def evaluate_motions(motions: MotionSet, evaluator, real_embeddings: np.ndarray, settings: EvaluateConfig,
@@ -143,11 +131,10 @@ def _intervals(text_emb: np.ndarray, motion_emb: np.ndarray, real_embeddings: np
     if per_motion is not None:
         for name, column in zip(METRIC_NAMES, per_motion[draws].mean(axis=1).T):
             replicates[PHYSICS_PREFIX + name] = column
-    tail = 100 * (1 - CI_LEVEL) / 2
     intervals = {}
     for metric, values in replicates.items():
         low_name, high_name = interval_names(metric)
-        intervals[low_name], intervals[high_name] = (float(v) for v in np.percentile(values, [tail, 100 - tail]))
+        intervals[low_name], intervals[high_name] = percentile_interval(values)
     return intervals
 
 

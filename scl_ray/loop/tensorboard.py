@@ -7,7 +7,8 @@ shows one run per trial:
 
 - Scalars at step = generation, grouped by prefix: evaluation metrics (unprefixed in metrics.json)
   under `eval/`, the rest keep their own prefix (`physics/`, `correction/`, `synthetic/`, `train/`,
-  `time/`).
+  `time/`), and the bounds of every metric's confidence interval under `ci/` (`ci/fid_ci_low`,
+  `ci/physics/skate_mm_ci_high`), so the metric groups stay as readable as without them.
 - One image per generation (`samples/motion`), e.g. a rendered evaluation motion.
 - The HParams dashboard: each trial writes its session start (the swept values, and the hash of the
   evaluator that scores it, which metrics.json also carries) into its own event file; the dashboard's metric columns are the trials' scalars, shown at their latest generation, so
@@ -43,17 +44,22 @@ from tensorboardX.record_writer import RecordWriter
 
 from scl_ray import storage
 from scl_ray.config import LoopConfig
+from scl_ray.evaluation.metrics import is_interval
 from scl_ray.loop.plan import arm_name
 from scl_ray.loop.state import EVALUATOR_METRIC
 
 IMAGE_TAG = "samples/motion"
 EVAL_PREFIX = "eval"
+CI_PREFIX = "ci"
 HPARAMS_PLUGIN = "hparams"
 SESSION_END_TAG = "_hparams_/session_end_info"
 
 
 def scalar_tag(name: str) -> str:
-    """TensorBoard tag of a metrics.json key: `fid` -> `eval/fid`; `physics/float` stays as is."""
+    """TensorBoard tag of a metrics.json key: `fid` -> `eval/fid`; `physics/float` stays as is; a
+    confidence interval's bound goes to its own group, `fid_ci_low` -> `ci/fid_ci_low`."""
+    if is_interval(name):
+        return f"{CI_PREFIX}/{name}"
     return name if "/" in name else f"{EVAL_PREFIX}/{name}"
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from scl_ray.config import EvaluateConfig, load_config
-from scl_ray.evaluation.metrics import arrange_pools, compute_all, diversity, fid, r_precision
-from scl_ray.evaluation.protocol import (MULTIMODALITY_GROUP, POOL_STREAM, evaluate_motions, interval_names,
-                                         is_interval)
+from scl_ray.evaluation.metrics import (arrange_pools, compute_all, diversity, fid, interval_names, is_interval,
+                                        r_precision)
+from scl_ray.evaluation.protocol import MULTIMODALITY_GROUP, POOL_STREAM, evaluate_motions
 from scl_ray.loop.data import RealData
 from scl_ray.motion.store import MotionSet
 from scl_ray.workflows import dataset_evaluator, evaluate_motion_set

@@ -107,7 +107,7 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     """One protocol: `scl-ray evaluate`'s function on gen_k/eval_samples.parquet gives that generation's
     metrics.json (evaluation, MultiModality, physics and every interval), and on gen_k/synthetic.parquet
     the loop's correction/*_before scores of that set."""
-    from scl_ray.evaluation.protocol import is_interval
+    from scl_ray.evaluation.metrics import is_interval
     from scl_ray.loop.build import build_motion_loop
     from scl_ray.loop.state import EVAL_SAMPLES, SYNTHETIC, TrialDirectory
     from scl_ray.motion.store import read_motion_set

@@ -60,6 +60,8 @@ def test_scalar_tags_group_evaluation_metrics_and_keep_other_prefixes():
     assert scalar_tag("fid") == "eval/fid"
     assert scalar_tag("physics/skate") == "physics/skate"
     assert scalar_tag("time/sample_s") == "time/sample_s"
+    assert scalar_tag("fid_ci_low") == "ci/fid_ci_low"
+    assert scalar_tag("physics/skate_mm_ci_high") == "ci/physics/skate_mm_ci_high"
 
 
 def test_trial_hparams_name_the_arm():
