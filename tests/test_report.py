@@ -44,6 +44,10 @@ def metrics(ratio: float, strength: float, seed: int, generation: int) -> dict[s
               "r_precision_top1": 0.3, "r_precision_top3": r_precision(ratio, strength, seed, generation),
               "matching_score": 3.0 + 0.1 * generation, "diversity": 9.0 - ratio * generation,
               "multimodality": 2.0 + seed, "physics/penetration": 0.02 * (generation + 1) * (1 - strength / 2),
+              # 95% intervals around FID, 0.2 below and 0.3 above (half-width 0.25), and around penetration.
+              "fid_ci_low": fid(ratio, strength, seed, generation) - 0.2,
+              "fid_ci_high": fid(ratio, strength, seed, generation) + 0.3,
+              "physics/penetration_ci_low": 0.0, "physics/penetration_ci_high": 0.1,
               "physics/skate": 0.1, "train/loss": 1.0 / (generation + 1),
               "time/train_s": 2.0, "time/evaluate_s": 1.0, "time/generation_s": 4.0}
     if ratio > 0 and generation > 0:
@@ -117,6 +121,8 @@ def test_summary_csv_has_one_row_per_trial_with_final_and_best(report):
         assert float(row["r_precision_top3_best"]) == pytest.approx(max(m["r_precision_top3"] for m in history))
         assert float(row["physics/penetration_best"]) == pytest.approx(min(m["physics/penetration"] for m in history))
         assert float(row["diversity_final"]) == pytest.approx(history[-1]["diversity"])
+        assert float(row["fid_ci_low_final"]) == pytest.approx(fid(ratio, strength, seed, last) - 0.2)
+        assert float(row["physics/penetration_ci_high_final"]) == 0.1 and row["diversity_ci_low_final"] == ""
         assert float(row["mean_generation_s"]) == pytest.approx(4.0)
         assert row["evaluator"] == EVALUATOR
     corrected = next(r for r in rows if r["arm"] == "corrected")
@@ -132,7 +138,8 @@ def test_summary_md_tables_and_figure_links(report):
     assert "FID final" in text and "FID best" in text
     # Means over seeds: baselines of both strengths are one row of 2 seeds; fid at generation 3 is 1.0 and 1.1.
     baseline = next(line for line in text.splitlines() if "| baseline |" in line)
-    assert "| 2 |" in baseline and "1.05 ± 0.071" in baseline
+    assert "| 2 |" in baseline and "1.05 ± 0.071 (CI ± 0.25)" in baseline and "(CI ± 0.05)" in baseline
+    assert "| 9 ± 0 |" in baseline  # diversity: recorded without an interval
     assert "![fid_n64](fid_n64.png)" in text and "![toy_w2](toy_w2.png)" in text
     assert "## Late values (mean over the last quarter of the generations)" in text
 
@@ -171,11 +178,17 @@ def test_baseline_is_drawn_in_every_synthetic_ratio_panel(report):
     panels = figure.axes
     assert [axes.get_title() for axes in panels] == ["λ = 0.5", "λ = 1"]
     for axes in panels:
-        labels = [line.get_label() for line in axes.get_lines()]
+        labels = [line.get_label() for line in axes.get_lines() if not line.get_label().startswith("_")]
         assert labels == ["baseline (2 seeds)", "self-consuming (2 seeds)", "corrected (2 seeds)"]
-    corrected = panels[1].get_lines()[2]
-    np.testing.assert_allclose(corrected.get_ydata(), [np.mean([fid(1.0, 1.0, s, g) for s in (0, 1)])
-                                                      for g in range(GENERATIONS)])
+    corrected = next(line for line in panels[1].get_lines() if line.get_label() == "corrected (2 seeds)")
+    mean = [np.mean([fid(1.0, 1.0, s, g) for s in (0, 1)]) for g in range(GENERATIONS)]
+    np.testing.assert_allclose(corrected.get_ydata(), mean)
+    # Its band is the mean interval, 0.2 below to 0.3 above; the seeds' min and max are dotted lines.
+    band = panels[1].collections[2].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(min(mean) - 0.2) and band.max() == pytest.approx(max(mean) + 0.3)
+    dotted = [line for line in panels[1].get_lines() if line.get_linestyle() == ":" and line.get_color() == corrected.get_color()]
+    np.testing.assert_allclose(dotted[1].get_ydata(), [fid(1.0, 1.0, 1, g) for g in range(GENERATIONS)])
+    assert "95% bootstrap CI" in figure._suptitle.get_text()
 
 
 def test_physics_errors_are_lower_is_better_but_speed_has_no_best():

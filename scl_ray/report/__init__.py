@@ -6,7 +6,8 @@
 writes into report_dir (default RESULTS/report):
   <metric>_n<N>.png   per train size n and metric (fid, r_precision_top3, matching_score, diversity,
                       multimodality, physics/*): a panel per synthetic ratio, a line per arm (mean over
-                      seeds, min-max band), the baseline in every panel
+                      seeds; band: the 95% bootstrap interval, seeds' min and max dotted), the baseline
+                      in every panel
   timing.png          mean seconds per generation by stage, per trial
   toy_w2.png          Gaussian toy: W2 vs generation, a line per gamma, a panel per corrector
   summary.csv         one row per trial (see tables.py); toy_summary.csv for toy runs
@@ -29,6 +30,8 @@ from scl_ray.report.results import Results, ReportError, check_evaluators, load_
 from scl_ray.report.tables import format_summary
 
 SUMMARY_MD = "summary.md"
+CI_NOTE = ("(CI ± h): h is the mean over seeds of the half-width of one evaluation's 95% bootstrap interval "
+           "(evaluate.bootstrap resamples of its samples).\n\n")
 __all__ = ["ReportError", "Results", "format_summary", "load_results", "make_report"]
 
 
@@ -59,10 +62,10 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         metrics = reported_metrics(results.trials)
         rows = tables.trial_rows(results.trials, metrics)
         tables.write_csv(rows, out_dir / tables.SUMMARY_CSV)
-        sections.append("## Final values, mean ± standard deviation over seeds\n\n"
+        sections.append("## Final values, mean ± standard deviation over seeds\n\n" + CI_NOTE
                         + tables.seeds_markdown(results.trials, metrics))
         sections.append("## Late values (mean over the last quarter of the generations), mean ± standard "
-                        "deviation over seeds\n\n" + tables.seeds_markdown(results.trials, metrics, "late"))
+                        "deviation over seeds\n\n" + CI_NOTE + tables.seeds_markdown(results.trials, metrics, "late"))
         sections.append("## Trials (final = last finished generation, best = over all generations)\n\n"
                         + tables.trials_markdown(rows))
         pictures += figures.metric_figures(results.trials, out_dir)

@@ -1,7 +1,9 @@
 """Paper-style figures as PNG: metric vs generation per arm, stage timings, and the toy's W2.
 
 Drawn with matplotlib's object API (Figure + Agg), so nothing needs a screen and no pyplot state is
-shared. Every curve is the mean over seeds with a min-max band.
+shared. Every curve is the mean over seeds. A metric's band is its 95% bootstrap interval (the mean
+over seeds of each generation's bounds: how far one evaluation can move), with the seeds' min and max
+as dotted lines; a metric recorded without intervals, and the toy, get a min-max band over seeds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ CORRECTED_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e3
 STAGES = ("sample", "correct", "train", "evaluate", "save")
 STAGE_COLOURS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#bbbbbb")
 BAND_ALPHA = 0.2
+SPREAD_STYLE = {"linestyle": ":", "linewidth": 0.9}
 MARKERS_UP_TO = 12  # generations; short curves get markers so a single generation still shows
 
 
@@ -46,12 +49,21 @@ def _colour(condition: Condition, corrected_strengths: list[float]) -> str:
     return ARM_COLOURS[condition.arm]
 
 
-def _draw(axes, x: np.ndarray, matrix: np.ndarray, colour, label: str) -> None:
-    """Mean over the rows of `matrix` (seeds) with a min-max band when there is more than one."""
+def _draw(axes, x: np.ndarray, matrix: np.ndarray, colour, label: str,
+          interval: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Mean over the rows of `matrix` (seeds). interval: (low, high) bounds (S, G) of each seed's
+    confidence interval, drawn as a band (their mean over seeds) with the seeds' min and max dotted;
+    without one (or where none was recorded), a min-max band when there is more than one seed."""
     mean, low, high = seed_spread(matrix)
     marker = "o" if len(x) <= MARKERS_UP_TO else None
     axes.plot(x, mean, color=colour, label=label, marker=marker, markersize=3, linewidth=1.5)
-    if len(matrix) > 1:
+    if interval is not None and np.isfinite(interval[0]).any():
+        axes.fill_between(x, seed_spread(interval[0])[0], seed_spread(interval[1])[0], color=colour,
+                          alpha=BAND_ALPHA, linewidth=0)
+        if len(matrix) > 1:
+            axes.plot(x, low, color=colour, **SPREAD_STYLE)
+            axes.plot(x, high, color=colour, **SPREAD_STYLE)
+    elif len(matrix) > 1:
         axes.fill_between(x, low, high, color=colour, alpha=BAND_ALPHA, linewidth=0)
 
 
@@ -70,16 +82,21 @@ def metric_figure(metric: str, train_size: int, groups: dict[Condition, list[Tri
             x, matrix = align([(trial.generations, trial.series(metric)) for trial in members])
             if not np.isfinite(matrix).any():
                 continue
+            bounds = [trial.interval(metric) for trial in members]
+            interval = tuple(align([(trial.generations, bound[side]) for trial, bound in zip(members, bounds)])[1]
+                             for side in (0, 1))
             seeds = f"{len(members)} seed{'s' if len(members) > 1 else ''}"
             label = f"{condition_label(condition, set(corrected_strengths))} ({seeds})"
-            _draw(axes, x, matrix, _colour(condition, corrected_strengths), label)
+            _draw(axes, x, matrix, _colour(condition, corrected_strengths), label, interval)
         axes.set_title(f"λ = {ratio:g}" if ratio > 0 else "baseline only")
         axes.set_xlabel("generation")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
     panels[0].set_ylabel(metric_label(metric))
     _legend(figure, panels)
-    figure.suptitle(f"{LABELS.get(metric, metric)}, n = {train_size}: mean over seeds, band = min-max")
+    recorded = any(np.isfinite(trial.interval(metric)[0]).any() for members in groups.values() for trial in members)
+    band = "band = 95% bootstrap CI, dotted = min-max over seeds" if recorded else "band = min-max over seeds"
+    figure.suptitle(f"{LABELS.get(metric, metric)}, n = {train_size}: mean over seeds\n{band}", fontsize="medium")
     return figure
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scl_ray.evaluation.metrics import is_interval
 from scl_ray.report.results import TrialResult
 
 MAIN_METRICS = ("fid", "r_precision_top3", "matching_score", "diversity", "multimodality")
@@ -29,8 +30,8 @@ SHORT_LABELS = {"fid": "FID", "r_precision_top3": "R@3", "matching_score": "Matc
 
 
 def reported_metrics(trials: list[TrialResult]) -> list[str]:
-    """The main metrics any trial recorded, then every physics/* metric, sorted."""
-    recorded = {name for trial in trials for name in trial.metrics}
+    """The main metrics any trial recorded, then every physics/* metric, sorted (not their intervals)."""
+    recorded = {name for trial in trials for name in trial.metrics if not is_interval(name)}
     physics = sorted(name for name in recorded if name.startswith(PHYSICS_PREFIX))
     return [name for name in MAIN_METRICS if name in recorded] + physics
 

@@ -22,6 +22,7 @@ import yaml
 
 from scl_ray import storage
 from scl_ray.config import ConfigError, config_from_dict
+from scl_ray.evaluation.metrics import interval_names
 from scl_ray.loop.plan import arm_name
 from scl_ray.loop.state import DONE, EVALUATOR_METRIC, METRICS
 
@@ -71,6 +72,12 @@ class TrialResult:
     def series(self, metric: str) -> np.ndarray:
         """(G,) values of `metric`, all NaN if this trial never recorded it."""
         return self.metrics.get(metric, np.full(len(self.generations), np.nan))
+
+    def interval(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), each (G,): the 95% bootstrap interval of `metric` per generation, NaN where none
+        was recorded."""
+        low, high = interval_names(metric)
+        return self.series(low), self.series(high)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
 planned_generations, mean_generation_s, evaluator (the hash of the evaluator that scored the trial,
 empty if none was recorded), then `<metric>_final` (value at the last finished generation),
 `<metric>_late` (mean over the last quarter of the finished generations: one generation's evaluation
-is noisy, and a drift shows more clearly in this) and, for metrics with a direction, `<metric>_best`
-(min for FID, Matching and physics, max for R-precision) over all finished generations. Missing
-values are empty cells.
+is noisy, and a drift shows more clearly in this), for metrics with a direction, `<metric>_best`
+(min for FID, Matching and physics, max for R-precision) over all finished generations, and
+`<metric>_ci_low_final` / `<metric>_ci_high_final`, the last generation's 95% bootstrap interval.
+Missing values are empty cells.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scl_ray.evaluation.metrics import interval_names
 from scl_ray.report.metrics import SHORT_LABELS, best_value, better, metric_label
 from scl_ray.report.results import (ReportError, ToyResult, TrialResult, condition_label,
                                     group_by_condition)
@@ -49,6 +51,8 @@ def trial_rows(trials: list[TrialResult], metrics: list[str]) -> list[dict]:
             row[f"{metric}_late"] = late_mean(values)
             if better(metric):
                 row[f"{metric}_best"] = best_value(metric, values)
+            for name, bound in zip(interval_names(metric), trial.interval(metric)):
+                row[f"{name}_final"] = float(bound[-1])
         rows.append(row)
     return rows
 
@@ -109,8 +113,15 @@ def trials_markdown(rows: list[dict]) -> str:
     return markdown_table([_column_title(column) for column in rows[0]], [list(row.values()) for row in rows])
 
 
+def half_width(trial: TrialResult, metric: str) -> np.ndarray:
+    """(G,) half the width of each generation's 95% bootstrap interval of `metric` (NaN if none)."""
+    low, high = trial.interval(metric)
+    return (high - low) / 2
+
+
 def seeds_markdown(trials: list[TrialResult], metrics: list[str], statistic: str = "final") -> str:
-    """Mean ± standard deviation over seeds of each metric's final (or late, see late_mean) value."""
+    """Mean ± standard deviation over seeds of each metric's final (or late, see late_mean) value, then
+    `(CI ± h)`: h, the mean over seeds of the same statistic of the 95% intervals' half-widths."""
     groups = group_by_condition(trials)
     header = ["n", "λ", "arm", "seeds", "last generation"] + [metric_label(m) for m in metrics]
     rows = []
@@ -122,12 +133,15 @@ def seeds_markdown(trials: list[TrialResult], metrics: list[str], statistic: str
         for metric in metrics:
             final = np.array([STATISTICS[statistic](trial.series(metric)) for trial in members])
             final = final[np.isfinite(final)]
+            widths = np.array([STATISTICS[statistic](half_width(trial, metric)) for trial in members])
+            widths = widths[np.isfinite(widths)]
+            interval = f" (CI ± {widths.mean():.2g})" if len(widths) else ""
             if not len(final):
                 row.append("—")
             elif len(final) == 1:
-                row.append(f"{final[0]:.4g}")
+                row.append(f"{final[0]:.4g}{interval}")
             else:
-                row.append(f"{final.mean():.4g} ± {final.std(ddof=1):.2g}")
+                row.append(f"{final.mean():.4g} ± {final.std(ddof=1):.2g}{interval}")
         rows.append(row)
     return markdown_table(header, rows)
 
