@@ -2,14 +2,18 @@
 
 Each subcommand parses its arguments, loads the config where it takes one, and calls one library
 function. Errors a user can fix (bad config, missing files, bad data) print one clear line and exit
-with status 2; set SCL_RAY_DEBUG=1 to see the traceback.
+with status 2; set SCL_RAY_DEBUG=1 to see the traceback. Ctrl-C or SIGTERM stops Ray and exits with
+status 130, saying how to go on where there is something to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -204,10 +208,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ---- loops, sweeps and reports -------------------------------------------------------------------
 
+def _interrupted(args: argparse.Namespace | None = None, config=None, loops=None) -> int:
+    """Ctrl-C / SIGTERM: stop Ray, say so, and for a loop or sweep say how far it got and how to go on."""
+    from scl_ray.distributed.runtime import stop_ray
+
+    stop_ray()
+    if config is None:
+        print("scl-ray: interrupted", file=sys.stderr)
+        return 130
+    from scl_ray.distributed.sweep import finished_generations
+
+    done = finished_generations(config, loops, args.storage)
+    reached = set(done.values())
+    if reached == {None}:
+        where = "before any generation finished"
+    elif len(reached) == 1:
+        where = f"after generation {reached.pop()} of {config.loop.generations}"
+        where += " in each trial" if len(done) > 1 else ""
+    else:
+        where = "with these generations finished: " + ", ".join(
+            f"{name} {'none' if generation is None else generation}" for name, generation in done.items())
+    words = ["scl-ray", args.command, *([args.config] if args.command != "quickstart" else [])]
+    for override in args.overrides:
+        words += ["--set", override]
+    words += ["--storage", args.storage or config.sweep.storage]
+    # A loop resumes after its newest finished generation by itself; a sweep also restores its trial list.
+    how = "continue with" if args.command == "run" else "resume with"
+    words += [] if args.command == "run" else ["--resume"]
+    print(f"scl-ray: interrupted {where}; {how}: {shlex.join(words)}", file=sys.stderr)
+    return 130
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scl_ray.distributed.sweep import run_single
 
-    trial_dir = run_single(_config(args), args.storage)
+    config = _config(args)
+    try:
+        trial_dir = run_single(config, args.storage)
+    except KeyboardInterrupt:
+        return _interrupted(args, config, [config.loop])
     print(f"loop finished: {trial_dir}\nTensorBoard: tensorboard --logdir {trial_dir}")
     return 0
 
@@ -220,7 +259,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(describe_trials(config, expand_trials(config)))
         print(estimate_cost(config))
         return 0
-    results = run_sweep(config, args.storage, resume=args.resume)
+    try:
+        results = run_sweep(config, args.storage, resume=args.resume)
+    except KeyboardInterrupt:
+        return _interrupted(args, config, expand_trials(config))
     status = _report(experiment_dir(config, args.storage))
     if results.errors:
         for error in results.errors:
@@ -365,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="the grid of loops as one Ray Tune sweep, then the report")
     _add_config_arguments(sweep)
     sweep.add_argument("--storage", help="results location (local path or s3://...), overrides sweep.storage")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue an interrupted sweep (the command an interrupt prints); refused where none was started")
     sweep.add_argument("--dry-run", action="store_true", help="print the trials and their estimated cost")
     sweep.set_defaults(func=cmd_sweep)
 
@@ -397,8 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Every command starts Ray explicitly (`init_ray`). Without this, after Ctrl-C a Tune or Train thread's
+    # next Ray call would start a fresh local Ray while the interrupted one shuts down (read at Ray's import).
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     from scl_ray.distributed.runtime import ResourceError
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # as Ctrl-C
     try:
         return args.func(args)
     except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError) as error:
@@ -407,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scl-ray: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("scl-ray: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 if __name__ == "__main__":

@@ -20,15 +20,17 @@ import yaml
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
-    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, wait_for_capacity,
+    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, wait_for_capacity,
 )
 from scl_ray.fields import to_dict
 from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import arm_name, trial_name
+from scl_ray.loop.state import TrialDirectory
 
 TUNE_DIR = "_tune"
 TRAIN_DIR = "_train"
 SHARED_DIR = "_shared"  # generation 0 shared by loops that differ only in lambda and strength
+CONFIG_FILE = "config.yaml"  # the resolved config, beside the experiment and in every trial
 
 
 def expand_trials(config: Config) -> list[LoopConfig]:
@@ -51,6 +53,22 @@ def experiment_dir(config: Config, storage_override: str | None = None) -> str:
     root = storage_override or config.sweep.storage
     location = storage.join(root, config.sweep.name)
     return location if storage.is_uri(location) else str(Path(location).expanduser().absolute())
+
+
+def finished_generations(config: Config, loops: Iterable[LoopConfig],
+                         storage_override: str | None = None) -> dict[str, int | None]:
+    """Each loop's newest finished generation in the experiment (None: none finished yet)."""
+    experiment = experiment_dir(config, storage_override)
+    return {trial_name(loop): TrialDirectory(storage.join(experiment, trial_name(loop))).latest_done()
+            for loop in loops}
+
+
+def check_resumable(experiment: str) -> None:
+    """Raise FileNotFoundError unless `experiment` holds an experiment that was started (its config.yaml)."""
+    if not storage.exists(storage.join(experiment, CONFIG_FILE)):
+        raise FileNotFoundError(f"nothing to resume at {experiment}: no experiment was started there (no "
+                                f"{CONFIG_FILE}); check the storage location and sweep.name, or start the sweep "
+                                "without resuming")
 
 
 def trial_config(config: Config, loop: LoopConfig) -> Config:
@@ -83,12 +101,12 @@ def run_trial(tune_config: dict) -> None:
     from scl_ray.distributed.train import loop_trainer
 
     os.environ.update(tune_config["env"])  # the driver's knobs reach trials started by an earlier raylet
-    sweep_config = config_from_dict(yaml.safe_load(storage.read_text(storage.join(tune_config["experiment"],
-                                                                                  "config.yaml"))))
+    saved = storage.read_text(storage.join(tune_config["experiment"], CONFIG_FILE))
+    sweep_config = config_from_dict(yaml.safe_load(saved))
     config = trial_config(sweep_config, LoopConfig(**tune_config["loop"]))
     plan = ResourcePlan(**tune_config["plan"])
     trial_dir = storage.join(tune_config["experiment"], trial_name(config.loop))
-    storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
+    storage.write_text(storage.join(trial_dir, CONFIG_FILE), config_to_yaml(config))
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
                            storage_path=storage.join(tune_config["experiment"], TRAIN_DIR),
                            experiment=tune_config["experiment"], callbacks=[TuneReportCallback()],
@@ -144,12 +162,14 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
 
     loops = expand_trials(config)
     experiment = experiment_dir(config, storage_override)
+    if resume:
+        check_resumable(experiment)
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
     init_ray(config.resources, min_cpus=per_trial * (config.sweep.max_concurrent_trials or 1))
     plan = _plan(config, config.sweep.max_concurrent_trials)
     print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
     storage.make_dirs(experiment)
-    storage.write_text(storage.join(experiment, "config.yaml"), config_to_yaml(config))
+    storage.write_text(storage.join(experiment, CONFIG_FILE), config_to_yaml(config))
     prepare_experiment(config, experiment)  # data, caption embeddings, evaluator: once, before any trial
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
     GenerationPrinter = _generation_printer()
@@ -168,7 +188,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
                                                  CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
         )
-    return tuner.fit()
+    return run_interruptibly(tuner.fit)
 
 
 def run_single(config: Config, storage_override: str | None = None):
@@ -181,12 +201,12 @@ def run_single(config: Config, storage_override: str | None = None):
     init_ray(config.resources, min_cpus=per_trial)
     plan = _plan(config, 1)
     trial_dir = storage.join(experiment, trial_name(config.loop))
-    storage.write_text(storage.join(trial_dir, "config.yaml"), config_to_yaml(config))
+    storage.write_text(storage.join(trial_dir, CONFIG_FILE), config_to_yaml(config))
     prepare_experiment(config, experiment)
     trainer = loop_trainer(config, trial_dir, plan, name=trial_name(config.loop),
                            storage_path=storage.join(experiment, TRAIN_DIR), experiment=experiment,
                            max_failures=config.sweep.max_failures, announce=True)
-    result = trainer.fit()
+    result = run_interruptibly(trainer.fit)
     if result.error is not None:
         raise result.error
     return trial_dir

@@ -27,7 +27,7 @@ from ray.train import Checkpoint, FailureConfig, LoggingConfig, RunConfig, Scali
 from ray.train.torch import TorchTrainer
 
 from scl_ray.config import Config, config_from_dict
-from scl_ray.distributed.runtime import ResourcePlan, ray_environment
+from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
@@ -284,7 +284,7 @@ def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, repo
         run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=TRAIN_LOGGING,
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
-    result = trainer.fit()
+    result = run_interruptibly(trainer.fit)
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint: {result.error}")
     with result.checkpoint.as_directory() as folder:

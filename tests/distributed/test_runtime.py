@@ -31,3 +31,34 @@ def test_gpus_bound_concurrency_and_cuda_needs_a_gpu():
     assert not plan_resources(resources, cluster_cpus=16, cluster_gpus=0).use_gpu
     with pytest.raises(ResourceError, match="no GPU"):
         plan_resources(ResourcesConfig(device="cuda"), cluster_cpus=16, cluster_gpus=0)
+
+
+def test_a_local_machine_refuses_processes_larger_than_itself():
+    from scl_ray.distributed.runtime import check_local_machine
+
+    check_local_machine(ResourcesConfig(num_workers=2, cpus_per_worker=1.0, device="cpu"), cores=2, gpus=0)
+    with pytest.raises(ResourceError, match=r"resources.cpus_per_worker = 64 CPU but this machine has 2 CPU core"):
+        check_local_machine(ResourcesConfig(cpus_per_worker=64.0), cores=2, gpus=0)
+    with pytest.raises(ResourceError, match=r"num_workers x cpus_per_worker = 3 CPU"):
+        check_local_machine(ResourcesConfig(num_workers=3), cores=2, gpus=0)
+    with pytest.raises(ResourceError, match=r"resources.cpus_per_actor = 4 CPU"):
+        check_local_machine(ResourcesConfig(cpus_per_actor=4.0), cores=2, gpus=0)
+    with pytest.raises(ResourceError, match=r"this machine has 0 GPU"):
+        check_local_machine(ResourcesConfig(device="cuda"), cores=2, gpus=0)
+    check_local_machine(ResourcesConfig(device="cuda", num_workers=2, gpus_per_worker=0.5), cores=2, gpus=1)
+
+
+def test_the_cli_refuses_an_impossible_local_request_before_starting_ray(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+    cores = os.cpu_count()
+    result = subprocess.run([sys.executable, "-m", "scl_ray.cli", "sweep", str(config), "--storage", str(tmp_path / "r"),
+                             "--set", f"resources.cpus_per_worker={cores + 1}"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"scl-ray: error: resources.cpus_per_worker = {cores + 1} CPU but this machine "
+                                     f"has {cores} CPU core(s); lower it, or run on a cluster (resources.ray_address)")
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,110 @@
+"""Ctrl-C of `scl-ray sweep` / `run`: exit 130, say how far it got and how to go on, leave no Ray behind."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scl_ray.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def command(name: str, tiny: tuple, storage: Path, cache: str, *extra: str) -> list[str]:
+    words = [sys.executable, "-m", "scl_ray.cli", name, str(ROOT / "configs" / "quickstart.yaml"),
+             "--storage", str(storage), *extra]
+    for override in (*tiny, f"data.cache_dir={cache}", "loop.generations=2", "sweep.synthetic_ratio=[0, 0.5]",
+                     "sweep.strength=[1]", "sweep.name=interrupt"):
+        words += ["--set", override]
+    return words
+
+
+def interrupt(words: list[str], ready) -> tuple[subprocess.CompletedProcess, float]:
+    """Start `words` in its own process group, send the group SIGINT (as a terminal's Ctrl-C does) once
+    `ready()` holds, and return the finished process and the seconds it took to stop. Every process of
+    the group (Ray's too: they inherit it) must be gone by then."""
+    process = subprocess.Popen(words, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not ready():
+            assert process.poll() is None, f"ended before the interrupt:\n{process.communicate()}"
+            assert time.monotonic() < deadline, "not ready within 600 s"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        sent = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        stopped = time.monotonic() - sent
+        time.sleep(1)  # let the last of them be reaped
+        left = processes_in_group(process.pid)
+    finally:
+        if process.poll() is None or processes_in_group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not left, f"left running after the interrupt: {left}"
+    return subprocess.CompletedProcess(words, process.returncode, out, err), stopped
+
+
+def processes_in_group(group: int) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "pgid=,stat=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines()
+            if line.split()[0] == str(group) and not line.split()[1].startswith("Z")]
+
+
+def check_interrupted(result: subprocess.CompletedProcess, stopped_s: float) -> str:
+    """The common promises; returns the command the message says to run next."""
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Tuner.restore" not in result.stdout + result.stderr
+    assert "report (figures" not in result.stdout  # no summary of a run that did not finish
+    line = [text for text in result.stderr.splitlines() if text.startswith("scl-ray: interrupted")][-1]
+    assert stopped_s < 20, f"took {stopped_s:.1f} s to stop"  # measured about 4 s on 2 busy cores
+    return line.split(" with: ", 1)[1]
+
+
+def test_ctrl_c_of_a_sweep_exits_130_with_the_resume_command(tmp_path, tiny_overrides, tiny_cache):
+    experiment = tmp_path / "results" / "interrupt"
+    words = command("sweep", tiny_overrides, tmp_path / "results", tiny_cache)
+    result, stopped = interrupt(words, lambda: any(experiment.glob("n*/config.yaml")))  # a trial has started
+    resume = check_interrupted(result, stopped)
+    assert "interrupted before any generation finished" in result.stderr
+    assert shlex.split(resume)[:2] == ["scl-ray", "sweep"] and "--resume" in resume
+    assert f"--storage {tmp_path / 'results'}" in resume
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_with_the_command_it_names(tmp_path, tiny_overrides, tiny_cache):
+    experiment = tmp_path / "results" / "interrupt"
+    words = command("sweep", tiny_overrides, tmp_path / "results", tiny_cache)
+    result, stopped = interrupt(words, lambda: any(experiment.glob("n*/gen_000/DONE")))
+    resume = check_interrupted(result, stopped)
+    assert "after generation 0" in result.stderr or "with these generations finished" in result.stderr
+    arguments = shlex.split(resume)[1:]
+    assert main(arguments) == 0
+    assert len(list(experiment.glob("n*/gen_*/DONE"))) == 2 * 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_run_exits_130(tmp_path, tiny_overrides, tiny_cache):
+    experiment = tmp_path / "results" / "interrupt"
+    words = command("run", tiny_overrides, tmp_path / "results", tiny_cache)
+    result, stopped = interrupt(words, lambda: any(experiment.glob("n*/gen_000/DONE")))
+    following = check_interrupted(result, stopped)
+    assert "interrupted after generation 0 of 2; continue with: scl-ray run" in result.stderr
+    assert "--resume" not in following
+
+
+def test_resume_of_nothing_is_refused_before_anything_starts(tmp_path, tiny_overrides, capsys):
+    storage = tmp_path / "never_used"
+    arguments = ["sweep", str(ROOT / "configs" / "quickstart.yaml"), "--storage", str(storage), "--resume"]
+    for override in tiny_overrides:
+        arguments += ["--set", override]
+    assert main(arguments) == 2
+    assert "nothing to resume at" in capsys.readouterr().err
+    assert not storage.exists()
