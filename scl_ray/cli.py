@@ -21,6 +21,7 @@ from scl_ray import __version__
 from scl_ray.config import ConfigError, load_config
 
 Command = Callable[[argparse.Namespace], int]
+MOTION_SET_SUFFIXES = (".parquet",)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -40,11 +41,34 @@ def _config(args: argparse.Namespace):
     return load_config(getattr(args, "config", None), args.overrides)
 
 
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a number > 0 (argparse names the argument in its error)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse says "invalid int value" for what kind() rejects
+    return parse
+
+
+def _check_output(option: str, location: str, suffixes: tuple[str, ...] = (), directory: bool = False) -> None:
+    """Before any work: an output file must end in one of `suffixes`; an output directory must not be a file."""
+    path = Path(location)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {location}: the file name must end in {' or '.join(suffixes)}")
+    if directory and "://" not in location and path.expanduser().is_file():
+        raise ValueError(f"{option} {location}: a file is there; give a directory")
+
+
 # ---- data ----------------------------------------------------------------------------------------
 
 def cmd_data_procedural(args: argparse.Namespace) -> int:
     from scl_ray.motion.procedural import write_procedural_dataset
 
+    _check_output("--out", args.out, directory=True)
     out = write_procedural_dataset(args.out, num=args.num, seed=args.seed)
     print(f"wrote {args.num} procedural motions (seed {args.seed}) in the HumanML3D layout to {out}")
     return 0
@@ -63,6 +87,7 @@ def cmd_data_amass(args: argparse.Namespace) -> int:
 
     from scl_ray.motion.amass import convert_amass
 
+    _check_output("--out", args.out, directory=True)
     captions = json.loads(Path(args.captions).read_text()) if args.captions else None
     ids = convert_amass([Path(p) for p in args.inputs], args.model_dir, args.out, captions=captions)
     print(f"converted {len(ids)} sequences into {args.out}")
@@ -74,14 +99,10 @@ def cmd_data_amass(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from scl_ray.motion.render import load_motions, render_gif, render_png
 
+    _check_output("--out", args.out, (".png", ".gif"))
     joints, captions, ids = load_motions(args.source, ids=args.ids or None, limit=args.limit)
     out = Path(args.out)
-    if out.suffix.lower() == ".gif":
-        render_gif(joints, captions, out)
-    elif out.suffix.lower() == ".png":
-        render_png(joints, captions, out)
-    else:
-        raise ValueError(f"--out {out}: the file name must end in .png or .gif")
+    (render_gif if out.suffix.lower() == ".gif" else render_png)(joints, captions, out)
     print(f"rendered {', '.join(ids)} to {out}")
     return 0
 
@@ -93,6 +114,7 @@ def cmd_physics_mjcf(args: argparse.Namespace) -> int:
     from scl_ray.motion.skeleton import Skeleton
     from scl_ray.physics.humanoid import build_humanoid_mjcf
 
+    _check_output("--out", args.out, (".xml",))
     config = _config(args)
     storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), sim_hz=config.correct.sim_hz))
     print(f"wrote the MJCF humanoid ({args.scale:g} x the adult skeleton) to {args.out}; "
@@ -106,7 +128,11 @@ def cmd_correct(args: argparse.Namespace) -> int:
     from scl_ray.distributed.data import correct_file
     from scl_ray.distributed.runtime import connect
 
+    from scl_ray.motion.store import check_motion_set_file
+
     config = _config(args)
+    _check_output("--out", args.out, MOTION_SET_SUFFIXES)
+    check_motion_set_file(args.input)  # before Ray starts
     corrected = correct_file(args.input, args.out, config.correct, connect(config.resources))
     counts = Counter(corrected.status)
     print(f"corrected {len(corrected)} motions into {args.out}: "
@@ -122,6 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scl_ray.distributed.train import train_generation_zero
 
     config = _config(args)
+    if args.out:
+        _check_output("--out", args.out, directory=True)
     out = args.out or str(Path(experiment_dir(config)) / "train")
     checkpoint = train_generation_zero(config, out, connect(config.resources))
     print(f"trained {config.train.steps} steps on {config.loop.train_size} motions; checkpoint: {checkpoint}")
@@ -134,6 +162,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from scl_ray.motion.store import write_motion_set
     from scl_ray.workflows import sample_from_checkpoint
 
+    _check_output("--out", args.out, MOTION_SET_SUFFIXES)
+    if args.render:
+        _check_output("--render", args.render, (".gif",))
     settings = SampleConfig(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta)
     samples = sample_from_checkpoint(args.checkpoint, args.prompt, args.num, args.length, settings, args.seed)
     write_motion_set(samples, args.out)
@@ -161,6 +192,7 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     from scl_ray.loop.data import RealData
     from scl_ray.motion.store import write_motion_set
 
+    _check_output("--out", args.out, MOTION_SET_SUFFIXES)
     config = _data_config(args)
     real = RealData.load(config.data)
     motions = getattr(real, args.split)
@@ -187,18 +219,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from scl_ray.motion.store import read_motion_set
     from scl_ray.workflows import dataset_evaluator, evaluate_motion_set, format_metrics
 
+    if not args.samples and not args.real:
+        raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
+    if args.out:
+        _check_output("--out", args.out, (".json",))
     config = _data_config(args)
+    samples = [read_motion_set(path) for path in args.samples]  # read before anything is trained or loaded
     real = RealData.load(config.data)
     evaluator = dataset_evaluator(config, real)
     rows = {}
     if args.real:
         rows["real"] = evaluate_motion_set(real.test, config, real, evaluator)
     stems = [Path(path).stem for path in args.samples]
-    for path, stem in zip(args.samples, stems):  # rows by file name, or by path where names repeat
+    for path, stem, motions in zip(args.samples, stems, samples):  # rows by file name, or by path where names repeat
         label = stem if stems.count(stem) == 1 and stem != "real" else path
-        rows[label] = evaluate_motion_set(read_motion_set(path), config, real, evaluator)
-    if not rows:
-        raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
+        rows[label] = evaluate_motion_set(motions, config, real, evaluator)
     print(format_metrics(rows))
     if args.out:
         storage.write_json(args.out, rows)
@@ -284,6 +319,8 @@ def _report(results: str, out: str | None = None, tensorboard: bool = True,
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.out:
+        _check_output("--out", args.out, directory=True)
     return _report(args.results, args.out, allow_mixed_evaluators=args.allow_mixed_evaluators)
 
 
@@ -323,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.required = True
     procedural = data.add_parser("procedural", help="write the embedded procedural dataset (HumanML3D layout)")
     procedural.add_argument("--out", required=True, help="output directory")
-    procedural.add_argument("--num", type=int, default=2000, help="number of motions (default 2000)")
+    procedural.add_argument("--num", type=_positive(int), default=2000, help="number of motions (default 2000)")
     procedural.add_argument("--seed", type=int, default=0)
     procedural.set_defaults(func=cmd_data_procedural)
     check = data.add_parser("check", help="validate a HumanML3D-layout directory and list every problem")
@@ -346,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("source", help="HumanML3D-layout directory or Parquet motion set")
     render.add_argument("--out", required=True, help="output .png or .gif")
     render.add_argument("--ids", nargs="*", help="motion ids (default: the first --limit)")
-    render.add_argument("--limit", type=int, default=4)
+    render.add_argument("--limit", type=_positive(int), default=4)
     render.set_defaults(func=cmd_render)
 
     physics = commands.add_parser("physics", help="the MuJoCo humanoid").add_subparsers(
@@ -354,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     physics.required = True
     mjcf = physics.add_parser("mjcf", help="write the humanoid's MJCF (loads in MuJoCo's viewer)")
     mjcf.add_argument("--out", required=True, help="output .xml")
-    mjcf.add_argument("--scale", type=float, default=1.0, help="uniform scale of the adult skeleton")
+    mjcf.add_argument("--scale", type=_positive(float), default=1.0, help="uniform scale of the adult skeleton (> 0)")
     _add_config_arguments(mjcf, required=False)
     mjcf.set_defaults(func=cmd_physics_mjcf)
 
@@ -372,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample_cmd = commands.add_parser("sample", help="sample motions from a checkpoint for text prompts")
     sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop generation")
     sample_cmd.add_argument("--prompt", action="append", required=True, help="a caption (repeatable)")
-    sample_cmd.add_argument("--num", type=int, default=4, help="motions per prompt")
+    sample_cmd.add_argument("--num", type=_positive(int), default=4, help="motions per prompt")
     sample_cmd.add_argument("--length", type=int, default=120, help="frames at 20 fps (default 120 = 6 s)")
-    sample_cmd.add_argument("--steps", type=int, default=50, help="sampling steps")
+    sample_cmd.add_argument("--steps", type=_positive(int), default=50, help="sampling steps")
     sample_cmd.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
     sample_cmd.add_argument("--eta", type=float, default=0.0)
     sample_cmd.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")

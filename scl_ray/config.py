@@ -279,9 +279,13 @@ def _expand_model_preset(data: dict) -> dict:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`section.key=value` -> (["section", "key"], value parsed as YAML)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    keys = key.strip().split(".")
+    if not sep or not all(keys):
         raise ConfigError("", f"override {text!r} must look like section.key=value")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        return keys, yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(key.strip(), f"override {text!r}: the value is not valid YAML") from None
 
 
 def config_from_dict(data: dict | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -303,6 +307,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     data: dict = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError("", f"config {path} is a directory; give a YAML file (see configs/)")
         if not path.is_file():
             raise ConfigError("", f"config file {path} does not exist")
         try:
@@ -311,10 +317,17 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
             raise ConfigError("", f"{path} is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError("", f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    set_keys = {".".join(parse_override(override)[0]): override for override in overrides}
     try:
         return config_from_dict(data, overrides)
     except ConfigError as error:
-        where = f" in {path}" if path is not None else ""
+        # The value came from the command line when an override set that key or a section holding it.
+        override = next((text for key, text in set_keys.items()
+                         if error.path == key or error.path.startswith(f"{key}.")), None)
+        if override is not None:
+            where = f" (from --set {override})"
+        else:
+            where = f" in {path}" if path is not None else ""
         raise ConfigError(error.path, f"{error.message}{where}") from None
 
 

@@ -20,6 +20,7 @@ from scl_ray.evaluation.evaluator import load_or_train_evaluator
 from scl_ray.evaluation.metrics import is_interval
 from scl_ray.evaluation.protocol import evaluate_motions
 from scl_ray.loop.data import RealData
+from scl_ray.motion.humanml3d import MIN_FRAMES
 from scl_ray.motion.store import MotionSet
 
 MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
@@ -34,8 +35,9 @@ def sample_from_checkpoint(checkpoint: str, prompts: list[str], num: int, length
         raise ValueError(f"{checkpoint} holds no dataset statistics (Mean/Std); it cannot produce raw features")
     model_config = state["config"]["model"]
     max_frames = state["dims"]["max_frames"]
-    if not 1 <= length <= max_frames:
-        raise ValueError(f"--length must be in 1..{max_frames} frames, got {length}")
+    if not MIN_FRAMES <= length <= max_frames:
+        raise ValueError(f"--length must be in {MIN_FRAMES}..{max_frames} frames (the dataset's motion lengths), "
+                         f"got {length}")
     encoder = get_text_encoder(model_config.get("text_encoder", "minilm"))
     captions = [prompt for prompt in prompts for _ in range(num)]
     embeddings, mask = embed_captions(captions, encoder, None, model_config["text_max_tokens"], progress=False)

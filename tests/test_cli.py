@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from scl_ray.cli import main
 from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
 
@@ -101,3 +102,92 @@ def test_data_export_then_evaluate_with_one_row_per_file_when_names_repeat(tmp_p
     rows = json.loads(out.read_text())
     assert sorted(rows) == sorted(paths)
     assert rows[paths[0]]["fid"] != rows[paths[1]]["fid"]
+
+
+def tiny_checkpoint(path):
+    from scl_ray.config import load_config
+    from scl_ray.diffusion.training import DiffusionTrainer
+    from scl_ray.motion.features import Normalizer
+
+    config = load_config(None, ["model.preset=tiny", "model.text_encoder=hashing"])
+    normalizer = Normalizer(np.zeros(263, np.float32), np.ones(263, np.float32))
+    return DiffusionTrainer(config.model, config.train, normalizer=normalizer).save_checkpoint(path)
+
+
+def one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1, captured.err
+    return captured.err
+
+
+def test_a_bad_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
+    content = tiny_checkpoint(tmp_path / "model.pt").read_bytes()
+    bad = {"truncated.pt": content[: len(content) // 2], "empty.pt": b"", "text.pt": b"not a checkpoint\n"}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        out = tmp_path / f"{name}.parquet"
+        assert main(["sample", str(tmp_path / name), "--prompt", "x", "--out", str(out)]) == 2
+        assert f"checkpoint {tmp_path / name} cannot be read" in one_line_error(capsys)
+        assert not out.exists()
+
+
+def test_sample_arguments_are_checked_before_anything_is_written(tmp_path, capsys):
+    checkpoint = str(tiny_checkpoint(tmp_path / "model.pt"))
+    out = tmp_path / "s.parquet"
+    assert main(["sample", checkpoint, "--prompt", "x", "--out", str(out), "--render", str(tmp_path / "s.txt")]) == 2
+    assert "--render" in one_line_error(capsys) and not out.exists()
+    assert main(["sample", checkpoint, "--prompt", "x", "--out", str(tmp_path / "s.csv")]) == 2
+    assert "must end in .parquet" in one_line_error(capsys)
+    assert main(["sample", checkpoint, "--prompt", "x", "--length", "5", "--out", str(out)]) == 2
+    assert "--length must be in 40.." in one_line_error(capsys) and not out.exists()
+    for option in ("--num", "--steps"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sample", checkpoint, "--prompt", "x", option, "0", "--out", str(out)])
+        assert exit_info.value.code == 2 and f"argument {option}: must be > 0, got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_data_and_physics_arguments_are_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "procedural", "--out", str(tmp_path / "d"), "--num", "0"])
+    assert exit_info.value.code == 2 and "argument --num: must be > 0" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["data", "procedural", "--out", str(a_file), "--num", "50"]) == 2
+    assert f"--out {a_file}: a file is there; give a directory" in one_line_error(capsys)
+    assert main(["data", "export", "--out", str(tmp_path / "x.csv")]) == 2
+    assert f"--out {tmp_path / 'x.csv'}: the file name must end in .parquet" in one_line_error(capsys)
+    for scale in ("0", "-1"):
+        with pytest.raises(SystemExit):
+            main(["physics", "mjcf", "--out", str(tmp_path / "h.xml"), "--scale", scale])
+        assert "argument --scale: must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "h.xml").exists()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_evaluate_reads_its_input_before_building_anything(tmp_path, capsys):
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_text("not parquet\n")
+    cache = tmp_path / "cache"
+    assert main(["evaluate", str(garbage), "--set", f"data.cache_dir={cache}"]) == 2
+    assert f"{garbage}: not a Parquet motion set" in one_line_error(capsys)
+    assert not cache.exists()  # no dataset generated, no evaluator trained
+
+
+def test_correct_checks_its_input_before_starting_ray(tmp_path, capsys, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scl_ray.distributed import runtime
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(runtime, "init_ray", no_ray)
+    out = str(tmp_path / "out.parquet")
+    assert main(["correct", str(tmp_path / "missing.parquet"), "--out", out]) == 2
+    assert "missing.parquet: no motion set file" in one_line_error(capsys)
+    pq.write_table(pa.table({"id": ["a"], "frames": [1]}), tmp_path / "other.parquet")
+    assert main(["correct", str(tmp_path / "other.parquet"), "--out", out]) == 2
+    assert "missing column(s) ['captions', 'length', 'features'" in one_line_error(capsys)

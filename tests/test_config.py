@@ -80,3 +80,25 @@ def test_sections_are_frozen():
     config = Config()
     with pytest.raises(AttributeError):
         config.loop.strength = 0.3  # type: ignore[misc]
+
+
+def test_command_line_errors_name_the_override_not_the_file(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("loop:\n  strength: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(good, ["loop.strength=3"])
+    assert str(info.value).endswith("(from --set loop.strength=3)") and "good.yaml" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"loop.colour: unknown key.*\(from --set loop.colour=red\)$"):
+        load_config(good, ["loop.colour=red"])
+    with pytest.raises(ConfigError, match=r"^override '.x=1' must look like section.key=value$"):
+        load_config(good, [".x=1"])
+    with pytest.raises(ConfigError, match=r"override 'sweep.seeds=\[1': the value is not valid YAML$"):
+        load_config(good, ["sweep.seeds=[1"])
+    good.write_text("loop:\n  strength: 3\n")
+    with pytest.raises(ConfigError, match=r"in .*good.yaml$"):
+        load_config(good, ["loop.seed=1"])
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"is a directory; give a YAML file"):
+        load_config(tmp_path)

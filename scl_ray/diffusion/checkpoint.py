@@ -9,6 +9,7 @@ with `weights_only=True` (no pickled code runs on load):
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -36,7 +37,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+        # What torch raises for an empty (EOFError), truncated (RuntimeError from its zip reader) or
+        # text (KeyError: an unknown pickle opcode) file; its own message rarely names the file.
+        cause = (str(error).splitlines() or [""])[0][:120]
+        raise ValueError(f"checkpoint {path} cannot be read: it is empty, truncated or not a torch file "
+                         f"({type(error).__name__}: {cause})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not a scl-ray denoiser checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})")

@@ -30,7 +30,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from ray.data import ExecutionResources
@@ -41,7 +40,9 @@ from scl_ray.config import CorrectConfig, ResourcesConfig
 from scl_ray.distributed import runtime
 from scl_ray.distributed.runtime import ResourcePlan
 from scl_ray.loop.generation import STATUSES
-from scl_ray.motion.store import MotionSet, from_padded_batch, to_padded_batch, write_motion_set
+from scl_ray.motion.store import (
+    MotionSet, check_motion_set_file, from_padded_batch, to_padded_batch, write_motion_set,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +208,8 @@ def correct_file(in_uri: str, out_uri: str, config: CorrectConfig, plan: Resourc
     Reads with ray.data.read_parquet, writes atomically with store.write_motion_set; returns the
     corrected set (every input motion, in input order). Other arguments as in correct_motion_set.
     """
+    check_motion_set_file(in_uri)
     filesystem, path = storage.resolve(in_uri)
-    if filesystem.get_file_info(path).type not in (pafs.FileType.File, pafs.FileType.Directory):
-        raise FileNotFoundError(f"{in_uri}: no motion set file or directory there")
     ids = pq.read_table(path, columns=["id"], filesystem=filesystem).column("id").to_pylist()
     if not ids:
         corrected = MotionSet()

@@ -159,9 +159,7 @@ class MotionSet:
         """
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
-        missing = [name for name in SCHEMA.names if name not in table.column_names]
-        if missing:
-            raise ValueError(f"{where}: missing column(s) {missing}; a motion set has columns {SCHEMA.names}")
+        _check_columns(table.column_names, where)
         version = (table.schema.metadata or {}).get(FORMAT_KEY)
         if version is not None and version.decode() != FORMAT_VERSION:
             raise ValueError(f"{where}: motion set format version {version.decode()}, this code reads "
@@ -180,6 +178,12 @@ class MotionSet:
             status=table.column("status").to_pylist(),
             stats=[json.loads(s) for s in table.column("stats").to_pylist()],
         )
+
+
+def _check_columns(names: Sequence[str], where: str) -> None:
+    missing = [name for name in SCHEMA.names if name not in names]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; a motion set has columns {SCHEMA.names}")
 
 
 def _unpack_features(column: pa.ChunkedArray, where: str) -> list[np.ndarray]:
@@ -235,10 +239,31 @@ def read_motion_set(uri: str, filesystem: pafs.FileSystem | None = None) -> Moti
 
     A directory of Parquet files with the same schema (as Ray Data writes) is read as one set.
     """
+    filesystem, path = _located(uri, filesystem)
+    try:
+        table = pq.read_table(path, filesystem=filesystem)
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{uri}: not a Parquet motion set ({error})") from None
+    return MotionSet.from_table(table, where=uri)
+
+
+def check_motion_set_file(uri: str, filesystem: pafs.FileSystem | None = None) -> None:
+    """Raise unless `uri` is a Parquet motion set with every column of SCHEMA: reads its schema only, so
+    a command can check its input before it starts anything expensive."""
+    filesystem, path = _located(uri, filesystem)
+    try:
+        names = pq.ParquetDataset(path, filesystem=filesystem).schema.names
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{uri}: not a Parquet motion set ({error})") from None
+    _check_columns(names, uri)
+
+
+def _located(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) of an existing motion set file or directory; FileNotFoundError if there is none."""
     filesystem, path = _filesystem(uri, filesystem)
     if filesystem.get_file_info(path).type not in (pafs.FileType.File, pafs.FileType.Directory):
         raise FileNotFoundError(f"{uri}: no motion set file or directory there")
-    return MotionSet.from_table(pq.read_table(path, filesystem=filesystem), where=uri)
+    return filesystem, path
 
 
 def to_padded_batch(motion_set: MotionSet, max_frames: int = MAX_FRAMES) -> dict[str, np.ndarray]:
