@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scl_ray.config import load_config
@@ -125,3 +126,14 @@ def test_toy_config_is_the_authors_protocol():
     assert int(toy.synthetic_ratio * toy.real_points) == 25
     assert toy.gammas == (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 5.0)
     assert "histogram" in toy.corrector and toy.accumulate
+
+
+def test_cpu_study_runs_every_arm_of_the_study_with_four_seeds_and_enough_samples():
+    config = load_config(CONFIGS / "cpu_study.yaml")
+    trials = expand_trials(config)
+    assert config.loop.generations >= 20 and sorted({t.seed for t in trials}) == [0, 1, 2, 3]
+    assert {(arm_name(t.synthetic_ratio, t.strength), t.synthetic_ratio, t.strength) for t in trials} == {
+        ("baseline", 0.0, 0.0), *{("self-consuming", ratio, 0.0) for ratio in (0.5, 1.0)},
+        *{("corrected", ratio, strength) for ratio in (0.5, 1.0) for strength in (0.5, 1.0)}}
+    # The header's measurement: FID's half-width is about 0.77 / sqrt(n), to be at most 0.21 / 4.
+    assert 0.77 / np.sqrt(config.evaluate.num_samples) <= 0.21 / 4 and config.evaluate.bootstrap > 0
