@@ -59,6 +59,14 @@ def is_interval(name: str) -> bool:
     return name.endswith(CI_LOW) or name.endswith(CI_HIGH)
 
 
+def split_interval(name: str) -> tuple[str, str]:
+    """(metric, bound suffix): `fid_ci_low` -> (`fid`, `_ci_low`); a metric's own name -> (name, "")."""
+    for suffix in (CI_LOW, CI_HIGH):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
 def percentile_interval(replicates) -> tuple[float, float]:
     """The CI_LEVEL percentile interval of a statistic's bootstrap replicates (B,)."""
     tail = 100 * (1 - CI_LEVEL) / 2

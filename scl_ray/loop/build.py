@@ -14,6 +14,7 @@ import numpy as np
 
 from scl_ray import storage
 from scl_ray.config import Config
+from scl_ray.evaluation.metrics import split_interval
 from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
 from scl_ray.loop.plan import generation_zero_key
 from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
@@ -41,7 +42,9 @@ def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
         # so a set with none, e.g. every generation of the self-consuming arm, is not scored twice.
         after = evaluation.set_metrics(corrected) if "corrected" in corrected.status else before
         for phase, metrics in (("before", before), ("after", after)):
-            summary.update({f"correction/{name}_{phase}": value for name, value in metrics.items()})
+            for name, value in metrics.items():
+                metric, bound = split_interval(name)  # an interval follows its metric: fid_before_ci_low
+                summary[f"correction/{metric}_{phase}{bound}"] = value
     for name in CORRECTION_METRICS + CORRECTION_REPORT:
         for phase in ("before", "after") if name not in CORRECTION_REPORT else ("",):
             key = f"{name}_{phase}" if phase else name

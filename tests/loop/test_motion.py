@@ -107,7 +107,7 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     """One protocol: `scl-ray evaluate`'s function on gen_k/eval_samples.parquet gives that generation's
     metrics.json (evaluation, MultiModality, physics and every interval), and on gen_k/synthetic.parquet
     the loop's correction/*_before scores of that set."""
-    from scl_ray.evaluation.metrics import is_interval
+    from scl_ray.evaluation.metrics import is_interval, split_interval
     from scl_ray.loop.build import build_motion_loop
     from scl_ray.loop.state import EVAL_SAMPLES, SYNTHETIC, TrialDirectory
     from scl_ray.motion.store import read_motion_set
@@ -131,4 +131,6 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
                                     resources.evaluator, progress=False)
     scored = [name for name in synthetic if not name.startswith("physics/") and name != "motions"]
     assert any(is_interval(name) for name in scored)
-    assert {name: metrics[f"correction/{name}_before"] for name in scored} == {name: synthetic[name] for name in scored}
+    as_recorded = {name: "correction/{}_before{}".format(*split_interval(name)) for name in scored}
+    assert as_recorded["fid_ci_low"] == "correction/fid_before_ci_low"
+    assert {name: metrics[as_recorded[name]] for name in scored} == {name: synthetic[name] for name in scored}
