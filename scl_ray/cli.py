@@ -133,7 +133,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_output("--out", args.out, MOTION_SET_SUFFIXES)
     check_motion_set_file(args.input)  # before Ray starts
-    corrected = correct_file(args.input, args.out, config.correct, connect(config.resources))
+    # Ray Data draws progress bars on a terminal; elsewhere it would log every operator every 10 s.
+    corrected = correct_file(args.input, args.out, config.correct, connect(config.resources),
+                             progress=sys.stderr.isatty())
     counts = Counter(corrected.status)
     print(f"corrected {len(corrected)} motions into {args.out}: "
           + ", ".join(f"{status} {count}" for status, count in sorted(counts.items())))

@@ -110,6 +110,9 @@ def ray_environment() -> dict[str, str]:
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
         "RAY_TRAIN_METRICS_ENABLED": os.environ.get("RAY_TRAIN_METRICS_ENABLED", "0"),
         "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0"),
+        # Train sends a worker's print() to its logger, which reaches the console besides the print
+        # itself: every progress line twice.
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": os.environ.get("RAY_TRAIN_ENABLE_PRINT_PATCH", "0"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "MPLBACKEND": "Agg",
@@ -144,6 +147,20 @@ def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gp
                                 "resources.device=cpu or auto, or run on a cluster (resources.ray_address)")
 
 
+def _quiet_token_auth_notice() -> None:
+    """Drop Ray 2.60's warning that a new local cluster uses token authentication (its default; setting
+    RAY_AUTH_MODE=token after Ray's import instead fails to start the cluster, measured). Its other
+    warnings, e.g. that authentication is off, still show."""
+    import logging
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(getattr(f, "scl_ray", False) for f in logger.filters):
+        notice = logging.Filter()
+        notice.filter = lambda record: not record.getMessage().startswith("Token authentication is enabled")
+        notice.scl_ray = True
+        logger.addFilter(notice)
+
+
 def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     """Join `resources.ray_address` or start a local Ray; returns the module.
 
@@ -156,6 +173,7 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     os.environ.update(ray_environment())
     if ray.is_initialized():
         return ray
+    _quiet_token_auth_notice()
     runtime_env = {"env_vars": ray_environment()}
     address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     sigterm = signal.getsignal(signal.SIGTERM)

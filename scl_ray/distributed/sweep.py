@@ -119,18 +119,21 @@ def run_trial(tune_config: dict) -> None:
 def _generation_printer():
     from ray import tune
 
+    from ray.tune.experiment import Trial
+
     class GenerationPrinter(tune.Callback):
         """One line per finished generation and per finished trial, instead of Tune's tables."""
 
         def __init__(self, total: int):
-            self.total, self.finished = total, 0
+            self.total, self.finished = total, set()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             print(f"[{trial}] {progress_line(int(result.get('generation', -1)), result)}", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.finished += 1
-            print(f"[{trial}] done ({self.finished}/{self.total} trials)", flush=True)
+            # Trials a resumed sweep restored as finished count too: the count goes on from where it was.
+            self.finished |= {str(t) for t in trials if t.status == Trial.TERMINATED} | {str(trial)}
+            print(f"[{trial}] done ({len(self.finished)}/{self.total} trials)", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             print(f"[{trial}] FAILED: see {trial.error_file or 'the log above'}", flush=True)
@@ -155,6 +158,9 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     # Tune's own TensorBoard logger would write an HParams experiment summary that hides ours
     # (one TensorBoard run per trial, written by the loop); its JSON and CSV loggers are kept.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune's newer console output prints a configuration box and a results path whatever `verbose` says;
+    # its classic output at verbose=0 prints nothing, and GenerationPrinter gives one line per generation.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 

@@ -76,6 +76,8 @@ def test_ctrl_c_of_a_sweep_exits_130_with_the_resume_command(tmp_path, tiny_over
     assert "interrupted before any generation finished" in result.stderr
     assert shlex.split(resume)[:2] == ["scl-ray", "sweep"] and "--resume" in resume
     assert f"--storage {tmp_path / 'results'}" in resume
+    for noise in ("Token authentication is enabled", "Configuration for experiment", "View detailed results"):
+        assert noise not in result.stdout + result.stderr  # Ray's and Tune's chatter, silenced
 
 
 @pytest.mark.slow
@@ -94,10 +96,11 @@ def test_interrupted_sweep_resumes_with_the_command_it_names(tmp_path, tiny_over
 def test_ctrl_c_of_a_run_exits_130(tmp_path, tiny_overrides, tiny_cache):
     experiment = tmp_path / "results" / "interrupt"
     words = command("run", tiny_overrides, tmp_path / "results", tiny_cache)
-    result, stopped = interrupt(words, lambda: any(experiment.glob("n*/gen_000/DONE")))
+    result, stopped = interrupt(words, lambda: any(experiment.glob("n*/gen_001/DONE")))
     following = check_interrupted(result, stopped)
-    assert "interrupted after generation 0 of 2; continue with: scl-ray run" in result.stderr
+    assert "interrupted after generation 1 of 2; continue with: scl-ray run" in result.stderr
     assert "--resume" not in following
+    assert (result.stdout + result.stderr).count("generation 0:") == 1  # printed once, not also by Train's logger
 
 
 def test_resume_of_nothing_is_refused_before_anything_starts(tmp_path, tiny_overrides, capsys):

@@ -69,3 +69,19 @@ def test_bad_config_fails_before_ray_starts():
     assert result.returncode == 2
     assert "loop.strength: must be in [0.0, 1.0], got 3.0" in result.stderr
     assert "Traceback" not in result.stderr and "Ray" not in result.stdout + result.stderr
+
+
+def test_the_done_count_goes_on_after_a_resume(capsys):
+    from scl_ray.distributed.sweep import _generation_printer
+
+    class FakeTrial:
+        def __init__(self, name, status):
+            self.name, self.status = name, status
+
+        def __str__(self):
+            return self.name
+
+    restored, running = FakeTrial("a", "TERMINATED"), FakeTrial("b", "RUNNING")
+    printer = _generation_printer()(total=2)
+    printer.on_trial_complete(0, [restored, running], running)
+    assert capsys.readouterr().out == "[b] done (2/2 trials)\n"
