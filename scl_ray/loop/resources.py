@@ -129,6 +129,10 @@ def prepare_experiment(config: Config, experiment: str, progress: bool = True, e
             raise ValueError(f"{storage.join(experiment, MANIFEST)} was written without an evaluator; a loop "
                              "needs one: use another sweep.name (or --out) for this run")
         return manifest["evaluator"]
+    if progress:
+        built = "the real data, caption embeddings" + (" and evaluator" if evaluator else "")
+        print(f"preparing {built} for {experiment} from the cache {config.data.cache_dir} (what is not cached "
+              "yet is built now: a few minutes on a laptop the first time)", flush=True)
     resources, content = _build(config, progress, evaluator)
     data = storage.join(experiment, DATA_DIR)
     for split in SPLITS:

@@ -58,3 +58,14 @@ def test_other_settings_or_a_replaced_evaluator_are_refused(tiny_config, tmp_pat
     storage.write_bytes(storage.join(experiment, EVALUATOR_FILE), b"another evaluator")
     with pytest.raises(ValueError, match="was replaced after its trials started"):
         LoopResources.load(config, experiment)
+
+
+def test_the_driver_says_what_it_builds_before_the_first_trial(tiny_config, tmp_path, capsys):
+    config = tiny_config()
+    experiment = str(tmp_path / "experiment")
+    prepare_experiment(config, experiment, progress=True)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("preparing the real data, caption embeddings and evaluator for ")
+    assert config.data.cache_dir in first
+    prepare_experiment(config, experiment, progress=True)  # a resumed experiment builds nothing and says nothing
+    assert "preparing" not in capsys.readouterr().out
