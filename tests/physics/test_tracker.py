@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mujoco
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from scl_ray.motion.procedural import generate_motion
 from scl_ray.motion.skeleton import Skeleton
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
+from scl_ray.physics.corrector import PhysicsCorrector
+from scl_ray.physics.reference import clean_reference
 from scl_ray.physics.retarget import qpos_to_joints
 from scl_ray.physics.tracker import (
     TrackerSettings, inverse_dynamics, reference_derivatives, reference_from_joints, track,
@@ -118,3 +122,21 @@ def test_tracking_is_deterministic(humanoid):
 def test_bad_reference_shape_is_refused(humanoid):
     with pytest.raises(ValueError, match="reference must have shape"):
         track(humanoid, np.zeros((5, 3)))
+
+
+def test_swinging_feet_help_locomotion_track_closely():
+    """Each motion on its own humanoid, as the corrector builds it. Measured: mean per-joint error to
+    the clean run 33 -> 27 mm and to the clean backward walk 15 -> 11 mm with the swing feet's servo
+    (over the seven locomotion families 19 -> 17 mm)."""
+    corrector = PhysicsCorrector()
+    errors = {0.0: [], TrackerSettings().swing_hz: []}
+    for family in ("run", "walk_backward"):
+        joints = generate_motion(family, np.random.default_rng(0)).joints
+        cleaned = clean_reference(joints)[0]
+        body = corrector.humanoid_for(cleaned)
+        reference = reference_from_joints(body, cleaned)
+        for swing_hz, found in errors.items():
+            out = track(body, reference, replace(corrector.settings, swing_hz=swing_hz)).joints
+            found.append(mean_error_mm(out, joints))
+    with_servo, without = np.mean(errors[TrackerSettings().swing_hz]), np.mean(errors[0.0])
+    assert with_servo < 0.85 * without, errors
