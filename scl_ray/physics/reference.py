@@ -51,8 +51,9 @@ NOISE_FLOOR_M = 0.002  # estimated noise below this is left alone
 # Measured on the procedural families with N(0, 1.5 cm) noise (24 mm mean per-joint error as noised):
 # one width set by the noise level left 26 mm (45 mm on runs and jumps); the least risk per coordinate
 # 11 mm, but up to 1.4 times the clean joint speed on slow motions; the local choice below, biased to
-# the wider widths, 13 mm (at most 16.5 mm) and at most 1.05 times the clean speed.
-SMOOTHING_SIGMAS = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 48.0)
+# the wider widths, 13 mm (at most 17 mm) and at most 1.05 times the clean speed. The risk window is
+# truncated at 2 sigma (a third of the cost of the default 4, the same choices within the judge).
+SMOOTHING_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
 RISK_WINDOW = 20.0  # frames: the Gaussian window over which a width's risk is averaged
 RISK_TOLERANCE = 0.25  # in noise variances: how much more risk a wider width may carry and be chosen
 BLEND_SIGMA = 4.0  # frames: the chosen widths are blended over this
