@@ -121,8 +121,14 @@ def test_each_corruption_loses_most_of_its_own_damage(condition):
 
 def test_corrected_motions_stay_near_the_clean_ones():
     done, judged_rows = passed("mpjpe")
-    # Measured 116 of 132; the misses are noise on locomotion and the real clips (docs/results.md).
-    assert done >= 112, f"{done}/{judged_rows}"
+    # Measured 128 of 132; the misses are the real files and a clean jump (docs/results.md).
+    assert done >= 124, f"{done}/{judged_rows}"
+
+
+def test_most_cases_pass_whole():
+    done, judged_rows = passed("all")
+    # Measured 89 of 132 (70 before the risk-chosen smoothing and the swing-foot servo).
+    assert done >= 85, f"{done}/{judged_rows}"
 
 
 def test_no_teleports_and_jumps_stay_jumps():
