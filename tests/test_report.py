@@ -123,7 +123,7 @@ def test_summary_csv_has_one_row_per_trial_with_final_and_best(report):
         assert float(row["diversity_final"]) == pytest.approx(history[-1]["diversity"])
         assert float(row["fid_ci_low_final"]) == pytest.approx(fid(ratio, strength, seed, last) - 0.2)
         assert float(row["physics/penetration_ci_high_final"]) == 0.1 and row["diversity_ci_low_final"] == ""
-        assert float(row["mean_generation_s"]) == pytest.approx(4.0)
+        assert not any(column.startswith("time/") or column.endswith("_s") for column in row)  # reproducible
         assert row["evaluator"] == EVALUATOR
     corrected = next(r for r in rows if r["arm"] == "corrected")
     assert float(corrected["fid_best"]) < float(corrected["fid_final"])  # the dip at generation 2

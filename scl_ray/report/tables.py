@@ -1,13 +1,14 @@
 """Summary tables: one row per trial (CSV and Markdown), means over seeds, and the toy's final W2.
 
 `summary.csv` columns: trial, arm, synthetic_ratio, strength, train_size, seed, last_generation,
-planned_generations, mean_generation_s, evaluator (the hash of the evaluator that scored the trial,
-empty if none was recorded), then `<metric>_final` (value at the last finished generation),
+planned_generations, evaluator (the hash of the evaluator that scored the trial, empty if none was
+recorded), then `<metric>_final` (value at the last finished generation),
 `<metric>_late` (mean over the last quarter of the finished generations: one generation's evaluation
 is noisy, and a drift shows more clearly in this), for metrics with a direction, `<metric>_best`
 (min for FID, Matching and physics, max for R-precision) over all finished generations, and
 `<metric>_ci_low_final` / `<metric>_ci_high_final`, the last generation's 95% bootstrap interval.
-Missing values are empty cells.
+Missing values are empty cells. Wall times are left out (they are in timing.png), so that two runs of
+one experiment give the same file.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ import numpy as np
 
 from scl_ray.evaluation.metrics import interval_names
 from scl_ray.report.metrics import SHORT_LABELS, best_value, better, metric_label
-from scl_ray.report.results import (ReportError, ToyResult, TrialResult, condition_label,
-                                    group_by_condition)
+from scl_ray.report.results import (
+    ReportError,
+    ToyResult,
+    TrialResult,
+    condition_label,
+    group_by_condition,
+)
 
 SUMMARY_CSV = "summary.csv"
 TOY_CSV = "toy_summary.csv"
 IDENTITY_COLUMNS = ("trial", "arm", "synthetic_ratio", "strength", "train_size", "seed", "last_generation",
-                    "planned_generations", "mean_generation_s", "evaluator")
+                    "planned_generations", "evaluator")
 TERMINAL_COLUMNS = {"arm": "arm", "train_size": "n", "synthetic_ratio": "λ", "strength": "strength",
                     "seed": "seed", "last_generation": "gen", "fid_final": "FID", "fid_best": "FID best",
                     "r_precision_top3_final": "R@3", "matching_score_final": "Match",
@@ -38,12 +44,9 @@ def trial_rows(trials: list[TrialResult], metrics: list[str]) -> list[dict]:
     """One dict per trial with the columns described in the module docstring."""
     rows = []
     for trial in trials:
-        timing = trial.series("time/generation_s")
-        timing = timing[np.isfinite(timing)]
         row = {"trial": trial.name, "arm": trial.arm, "synthetic_ratio": trial.synthetic_ratio,
                "strength": trial.strength, "train_size": trial.train_size, "seed": trial.seed,
                "last_generation": trial.last_generation, "planned_generations": trial.planned_generations,
-               "mean_generation_s": float(timing.mean()) if len(timing) else math.nan,
                "evaluator": trial.evaluator}
         for metric in metrics:
             values = trial.series(metric)
