@@ -40,6 +40,7 @@ says which level each frame needed and `Tracking.residual` how much residual for
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -49,6 +50,18 @@ from scipy.optimize import nnls
 
 from scl_ray.physics.humanoid import Humanoid
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
+
+LOG = logging.getLogger(__name__)
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings go to this module's logger (debug level) instead of stderr and a MUJOCO_LOG.TXT
+    in the working directory: the tracker reads MuJoCo's warning counters itself (DIVERGENCE_WARNINGS),
+    and a corrector actor pool would otherwise print one line per unstable sample."""
+    LOG.debug("MuJoCo: %s", message)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 # MuJoCo warnings that mean the state can no longer be trusted (BADQACC comes with a reset to qpos0).
 DIVERGENCE_WARNINGS = tuple(int(w) for w in (

@@ -140,3 +140,18 @@ def test_swinging_feet_help_locomotion_track_closely():
             found.append(mean_error_mm(out, joints))
     with_servo, without = np.mean(errors[TrackerSettings().swing_hz]), np.mean(errors[0.0])
     assert with_servo < 0.85 * without, errors
+
+
+def test_mujoco_warnings_go_to_the_log_not_a_file(tmp_path, monkeypatch, caplog):
+    """An unstable simulation still counts its warning (the tracker's divergence test reads the
+    counters), but writes no MUJOCO_LOG.TXT into the working directory and prints nothing."""
+    monkeypatch.chdir(tmp_path)
+    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><body><freejoint/><geom size="0.1"/></body>'
+                                           '</worldbody></mujoco>')
+    data = mujoco.MjData(model)
+    data.qvel[:] = 1e30
+    with caplog.at_level("DEBUG", logger="scl_ray.physics.tracker"):
+        mujoco.mj_step(model, data)
+    assert data.warning[mujoco.mjtWarning.mjWARN_BADQVEL].number == 1
+    assert "unstable" in caplog.text
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
