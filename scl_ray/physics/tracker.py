@@ -19,8 +19,9 @@ Control, every 1 / control_hz seconds (the simulation steps in between):
   leg's hinges also pull the foot's origin towards the reference's position (a critically damped
   spring at swing_hz on the shank and foot mass, through the leg's Jacobian): the joint servos alone
   let an error of the whole leg chain put a foot down early or a few centimetres off. Measured on the
-  seven procedural locomotion families: mean per-joint error 19 -> 17 mm (a run 33 -> 27 mm); the
-  corruption judge passes 63 of 90 cases against 53 without it.
+  seven procedural locomotion families (at 4 Hz): mean per-joint error 19 -> 17 mm (a run 33 -> 27 mm);
+  the corruption judge passes 63 of 90 cases against 53 without it. 5 Hz keeps that and tracks the real
+  HumanML3D test files within 23-27 mm, against 38-39 at 4 Hz (docs/results.md, per rate).
 - The residual. What the feet cannot supply (no foot down, a force outside the friction cone, a moment
   outside the sole) is applied to the root directly, clipped to the humanoid's residual budget
   (`HumanoidSettings.residual_force_limit` body weights horizontally, a share of it vertically, so that
@@ -98,7 +99,7 @@ class TrackerSettings:
     control_hz: float = 60.0
     fps: float = 20.0
     root_hz: float = 2.0
-    swing_hz: float = 4.0
+    swing_hz: float = 5.0
     friction: float = 0.8
     contact_height: float = 0.005
     help_levels: int = 4

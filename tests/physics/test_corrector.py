@@ -121,14 +121,24 @@ def test_each_corruption_loses_most_of_its_own_damage(condition):
 
 def test_corrected_motions_stay_near_the_clean_ones():
     done, judged_rows = passed("mpjpe")
-    # Measured 128 of 132; the misses are the real files and a clean jump (docs/results.md).
-    assert done >= 124, f"{done}/{judged_rows}"
+    # Measured 131 of 132 (128 with a 4 Hz swing servo, which missed on the real files).
+    assert done >= 128, f"{done}/{judged_rows}"
+
+
+def test_real_humanml3d_files_are_tracked_within_30_mm():
+    """The issue's bar for clean input, on the upstream HumanML3D joint files (not made by this project)."""
+    rows = [row for row in judged() if row.motion.startswith("real ") and row.condition == CLEAN]
+    assert len(rows) == len(real_motions())
+    # Measured 23.1 and 27.4 mm (39.2 and 38.2 with a 4 Hz swing servo).
+    assert all(row.mpjpe_mm <= 30.0 for row in rows), {row.motion: round(row.mpjpe_mm, 1) for row in rows}
 
 
 def test_most_cases_pass_whole():
     done, judged_rows = passed("all")
-    # Measured 89 of 132 (70 before the risk-chosen smoothing and the swing-foot servo).
-    assert done >= 85, f"{done}/{judged_rows}"
+    # Measured 84 of 132 (70 before the risk-chosen smoothing and the swing-foot servo; 89 with a 4 Hz
+    # swing servo, which tracked the real files 38-39 mm off against 23-27 mm at 5 Hz and lost 5 cases
+    # here on skating or jitter a little above their tolerance: docs/results.md).
+    assert done >= 81, f"{done}/{judged_rows}"
 
 
 def test_no_teleports_and_jumps_stay_jumps():
