@@ -52,7 +52,7 @@ from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS  # noqa: E402
 from scl_ray.workflows import dataset_evaluator  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "corrector_fid.json"
-DEFAULT_OVERRIDES = ("data.procedural_num=2000",)  # a 200-motion test split, as FACTS measured
+DEFAULT_OVERRIDES = ("data.procedural_num=2000",)  # a 200-motion test split
 
 
 def extended(joints: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The experiment configuration: one frozen dataclass per section, loaded from YAML.
 
-Sections mirror the packages (DESIGN.md): data, model, train, sample, correct, evaluate, loop, sweep,
+Sections mirror the packages (README, "The code"): data, model, train, sample, correct, evaluate, loop, sweep,
 resources, plus toy for the Gaussian theory check. Every key has a typed default; `load_config` rejects
 unknown keys, wrong types and out-of-range values with the key path before anything runs, applies
 `--set section.key=value` overrides, and `save_config` writes the resolved config back so that loading
@@ -45,7 +45,7 @@ class DataConfig:
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's MDM: 8 layers, width 512, 4 heads, FF 1024 (about 17.9 M parameters).
     "mdm": {"layers": 8, "width": 512, "heads": 4, "ff_size": 1024, "dropout": 0.1},
-    # CPU quickstarts: about 0.17 s per step at batch 16 on one core of this 2-core machine.
+    # CPU quickstarts: about 0.17 s per step at batch 16 on one core of a 2-core AMD EPYC.
     "small": {"layers": 2, "width": 128, "heads": 4, "ff_size": 256, "dropout": 0.1},
     # Tests only.
     "tiny": {"layers": 2, "width": 64, "heads": 4, "ff_size": 128, "dropout": 0.0},
@@ -232,7 +232,7 @@ class ResourcesConfig:
 
 @dataclass(frozen=True)
 class ToyConfig:
-    """The paper's Gaussian theory check (PAPER.md, "Toy check")."""
+    """The paper's Gaussian theory check (docs/method.md, "The theory, and the toy that checks it")."""
 
     dims: int = setting(2, low=1)
     real_points: int = setting(50, low=2)

@@ -21,7 +21,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A 4-CPU local Ray shared by the whole session (FACTS.md: the fixture that works)."""
+    """A 4-CPU local Ray shared by the whole session (one `ray.init` for every Ray test: starting Ray
+    per test costs seconds each on 2 cores)."""
     import ray
 
     if not ray.is_initialized():

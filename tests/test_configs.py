@@ -1,6 +1,6 @@
 """configs/*.yaml: every file loads, says where each value comes from, and holds the paper's numbers.
 
-The paper's values (PAPER.md, "The motion experiment" and "Toy check") are written out here once more,
+The paper's values (docs/method.md, "The motion experiment" and "The theory, and the toy that checks it") are written out here once more,
 independently of the YAML files, so that an edit that drifts from the paper fails.
 """
 

@@ -103,7 +103,8 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
 
 
 def ray_environment() -> dict[str, str]:
-    """Environment that trims Train's start-up (FACTS.md) and keeps runs offline."""
+    """Environment that trims Train's start-up (a 0.1 s health check, no metrics exporter or preemption
+    watcher: seconds per fit on 2 cores) and keeps runs offline."""
     forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT",) if name in os.environ}
     return {
         **forwarded,

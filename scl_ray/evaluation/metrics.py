@@ -21,7 +21,7 @@ follows the protocol's arithmetic, constants included:
   same way (upstream: 100 prompts x 30 samples each), averaged over prompts.
 
 Reference values on HumanML3D test with the original evaluator: real data FID 0.002, top-3 R-precision
-0.797, Matching 2.974, Diversity 9.503 (PAPER.md).
+0.797, Matching 2.974, Diversity 9.503 (docs/method.md).
 """
 
 from __future__ import annotations

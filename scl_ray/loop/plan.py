@@ -1,4 +1,4 @@
-"""What one generation of a self-consuming loop does, as data (PAPER.md, "The motion experiment").
+"""What one generation of a self-consuming loop does, as data (docs/method.md, "The motion experiment").
 
 Generation 0 trains from scratch on the n real motions. Generation g >= 1 starts from g-1's weights,
 samples floor(lambda * n) synthetic motions from training prompts, corrects them, replaces each by its

@@ -1,4 +1,4 @@
-"""The run directory of one loop (DESIGN.md, "Run directory"), its DONE markers and resume.
+"""The run directory of one loop (README, "Results directory, TensorBoard and reports"), its DONE markers and resume.
 
 ```
 <trial>/config.yaml

@@ -1,4 +1,4 @@
-"""The paper's Gaussian toy (PAPER.md, "Toy check"), as its authors ran it, with pluggable parts.
+"""The paper's Gaussian toy (docs/method.md, "The theory, and the toy that checks it"), as its authors ran it, with pluggable parts.
 
 Target and real data N(0, I) in `dims` dimensions; `real_points` real points drawn once and reused.
 The model is one Gaussian refit from scratch each generation by maximum likelihood (mean, 1/N
