@@ -4,6 +4,9 @@ Prints one JSON object and saves it to benchmarks/results/corrector_throughput.j
   sim_hz                  the simulation rate chosen as default (the first of --sim-hz)
   motions_per_s_per_core  PhysicsCorrector on a features batch (196 frames each: feature recovery,
                           retargeting, tracking, feature extraction, physics metrics) in one process
+  motions_per_cpu_s       the same per CPU-second of this process: on a machine shared with other jobs
+                          (load_average, the 1-minute load at the end, says how busy it was) wall
+                          times grow with the load, CPU times much less
   limit_ratio             that rate over bare mj_step of the same model for the same number of steps
                           per motion, measured in the same run (1.0 = no overhead beyond stepping;
                           the corrector also builds a humanoid per motion, retargets, computes the
@@ -61,20 +64,23 @@ def batch(motions: int, seed: int) -> dict[str, np.ndarray]:
             "lengths": np.full(motions, FRAMES)}
 
 
-def best_time(function, repeats: int) -> float:
-    times = []
+def best_time(function, repeats: int) -> tuple[float, float]:
+    """The shortest wall time and the shortest CPU time of this process over `repeats` calls. On a
+    machine shared with other jobs the CPU time is what one dedicated core would take."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
 def measure(sim_hz: int, motions: dict[str, np.ndarray], repeats: int) -> dict:
     corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz))
     count = len(motions["features"])
     out = corrector(motions)  # warm-up, and the quality of the result
-    per_motion = best_time(lambda: corrector(motions), repeats) / count
+    per_motion, cpu_per_motion = (t / count for t in best_time(lambda: corrector(motions), repeats))
     model = corrector.humanoid_for(features_to_joints(motions["features"][0])).model
     data = mujoco.MjData(model)
     # The corrector simulates FRAMES + 1 joint frames, so FRAMES frame intervals per motion.
@@ -85,9 +91,10 @@ def measure(sim_hz: int, motions: dict[str, np.ndarray], repeats: int) -> dict:
             mujoco.mj_resetData(model, data)
             mujoco.mj_step(model, data, nstep=steps)
 
-    bare_per_motion = best_time(bare, repeats) / count
+    bare_per_motion, bare_cpu_per_motion = (t / count for t in best_time(bare, repeats))
     corrected = out["status"] == "corrected"
     return {"sim_hz": sim_hz, "motions_per_s_per_core": 1.0 / per_motion, "limit_ratio": bare_per_motion / per_motion,
+            "motions_per_cpu_s": 1.0 / cpu_per_motion, "limit_ratio_cpu": bare_cpu_per_motion / cpu_per_motion,
             "bare_steps_per_s": steps / bare_per_motion, "share_corrected": float(corrected.mean()),
             "tracking_error_mm": float(np.nanmean(out["tracking_error"][corrected]) * 1000),
             "share_helped": float((out["help_max"][corrected] > 0).mean()),
@@ -100,7 +107,7 @@ def _worker(args: tuple[int, int, dict, int]) -> float:
     torch.set_num_threads(1)
     corrector = PhysicsCorrector(CorrectConfig(sim_hz=sim_hz))
     corrector(motions)
-    return len(motions["features"]) / best_time(lambda: corrector(motions), repeats)
+    return len(motions["features"]) / best_time(lambda: corrector(motions), repeats)[0]
 
 
 def scaling(sim_hz: int, motions: dict[str, np.ndarray], repeats: int, actors: int) -> float:
@@ -129,7 +136,8 @@ def main() -> None:
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     default = by_sim_hz[0]
     result = {"sim_hz": default["sim_hz"], "motions_per_s_per_core": default["motions_per_s_per_core"],
-              "limit_ratio": default["limit_ratio"], "actors": args.actors,
+              "limit_ratio": default["limit_ratio"], "motions_per_cpu_s": default["motions_per_cpu_s"],
+              "load_average": os.getloadavg()[0], "actors": args.actors,
               "scaling": scaling(default["sim_hz"], motions, args.repeats, args.actors),
               "by_sim_hz": sorted(by_sim_hz, key=lambda row: row["sim_hz"]),
               "motions": args.motions, "frames": FRAMES, "cores": len(os.sched_getaffinity(0)),
