@@ -289,12 +289,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from scl_ray.distributed.sweep import describe_trials, estimate_cost, experiment_dir, expand_trials, run_sweep
+    from scl_ray.distributed.costs import estimate_cost
+    from scl_ray.distributed.sweep import describe_trials, experiment_dir, expand_trials, run_sweep
 
     config = _config(args)
     if args.dry_run:
         print(describe_trials(config, expand_trials(config)))
-        print(estimate_cost(config))
+        print(estimate_cost(config, expand_trials(config)))
         return 0
     try:
         results = run_sweep(config, args.storage, resume=args.resume)
