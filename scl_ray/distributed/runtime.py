@@ -102,9 +102,17 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
     return ResourcePlan(**{**plan.__dict__, "max_concurrent_trials": fit})
 
 
+VERBOSE_ENV = "SCL_RAY_VERBOSE"  # `scl-ray -v`: set by the CLI, forwarded to every Ray worker
+
+
+def verbose() -> bool:
+    """Whether Ray's, Tune's and Train's own output is wanted (`scl-ray -v`); by default it is silenced."""
+    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
 def ray_environment() -> dict[str, str]:
-    """Environment that trims Train's start-up (FACTS.md) and keeps runs offline."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT",) if name in os.environ}
+    """Environment that trims Train's start-up and keeps runs offline."""
+    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV) if name in os.environ}
     return {
         **forwarded,
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
@@ -173,7 +181,8 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     os.environ.update(ray_environment())
     if ray.is_initialized():
         return ray
-    _quiet_token_auth_notice()
+    if not verbose():
+        _quiet_token_auth_notice()
     runtime_env = {"env_vars": ray_environment()}
     address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     sigterm = signal.getsignal(signal.SIGTERM)

@@ -20,7 +20,8 @@ import yaml
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
-    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, wait_for_capacity,
+    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, verbose,
+    wait_for_capacity,
 )
 from scl_ray.fields import to_dict
 from scl_ray.loop.generation import progress_line
@@ -160,7 +161,9 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Tune's newer console output prints a configuration box and a results path whatever `verbose` says;
     # its classic output at verbose=0 prints nothing, and GenerationPrinter gives one line per generation.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # `scl-ray -v` keeps Tune's own output (its status tables) as well.
+    if not verbose():
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -189,7 +192,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
                          "loop": tune.grid_search([to_dict(loop) for loop in loops])},
             tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
                                         trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=0,
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=int(verbose()),
                                       callbacks=[GenerationPrinter(len(loops)), JsonLoggerCallback(),
                                                  CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
