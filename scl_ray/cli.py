@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     sample_cmd = commands.add_parser("sample", help="sample motions from a checkpoint for text prompts")
-    sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop generation")
+    sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop's newest generation (every generation with loop.keep_all)")
     sample_cmd.add_argument("--prompt", action="append", required=True, help="a caption (repeatable)")
     sample_cmd.add_argument("--num", type=_positive(int), default=4, help="motions per prompt")
     sample_cmd.add_argument("--length", type=int, default=120, help="frames at 20 fps (default 120 = 6 s)")
