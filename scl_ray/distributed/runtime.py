@@ -169,6 +169,29 @@ def _quiet_token_auth_notice() -> None:
         logger.addFilter(notice)
 
 
+STARTUP_CONCURRENCY_WARNING = "which is 4x the maximum expected startup concurrency"
+
+
+def _quiet_startup_concurrency_warning() -> None:
+    """Drop the raylet's warning that more Python workers started than it expects at once (a sweep's
+    trials, Train workers and corrector actors start together on a small machine; it says nothing the
+    user can act on). The driver prints the raylet's messages through `print_to_stdstream`; only that
+    message is dropped."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "scl_ray", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet" and any(STARTUP_CONCURRENCY_WARNING in line for line in data.get("lines", ())):
+            return
+        printer(data, ignore_prefix)
+
+    print_to_stdstream.scl_ray = True
+    worker.print_to_stdstream = print_to_stdstream
+
+
 def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     """Join `resources.ray_address` or start a local Ray; returns the module.
 
@@ -183,6 +206,7 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
         return ray
     if not verbose():
         _quiet_token_auth_notice()
+        _quiet_startup_concurrency_warning()
     runtime_env = {"env_vars": ray_environment()}
     address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     sigterm = signal.getsignal(signal.SIGTERM)

@@ -62,3 +62,20 @@ def test_the_cli_refuses_an_impossible_local_request_before_starting_ray(tmp_pat
     assert result.stderr.strip() == (f"scl-ray: error: resources.cpus_per_worker = {cores + 1} CPU but this machine "
                                      f"has {cores} CPU core(s); lower it, or run on a cluster (resources.ray_address)")
     assert not (tmp_path / "r").exists()
+
+
+def test_the_raylets_startup_concurrency_warning_is_dropped_and_its_other_messages_kept(monkeypatch):
+    from ray._private import worker
+
+    from scl_ray.distributed.runtime import _quiet_startup_concurrency_warning
+
+    printed = []
+    monkeypatch.setattr(worker, "print_to_stdstream", lambda data, ignore_prefix: printed.append(data["lines"]))
+    _quiet_startup_concurrency_warning()
+    _quiet_startup_concurrency_warning()  # once only, however often Ray is started
+    warning = ("WARNING: 8 PYTHON worker processes have been started on node: abc with address: 1.2.3.4, which is "
+               "4x the maximum expected startup concurrency (2). This could be a result of ...")
+    worker.print_to_stdstream({"lines": [warning], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": ["out of memory"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": [warning], "pid": 1234, "is_err": False}, ignore_prefix=False)
+    assert printed == [["out of memory"], [warning]]
