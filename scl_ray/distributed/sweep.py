@@ -154,6 +154,16 @@ def describe_trials(config: Config, loops: Iterable[LoopConfig]) -> str:
     return "\n".join(lines)
 
 
+def longest_first(config: Config, loops: list[LoopConfig]) -> list[LoopConfig]:
+    """The loops in the order a sweep starts them: the longest first by the dry run's estimate (more
+    synthetic motions to sample and correct, larger n), so that none of them starts last and runs
+    alone while the other slots stand idle; ties keep the grid's order."""
+    from scl_ray.distributed.costs import estimate_device, trial_seconds, unit_costs
+
+    costs = unit_costs(estimate_device(config)[0], config.model.preset, config.correct.sim_hz)
+    return sorted(loops, key=lambda loop: -trial_seconds(config, loop, costs))
+
+
 def run_sweep(config: Config, storage_override: str | None = None, resume: bool = False):
     """Run (or resume) the whole grid; returns Tune's ResultGrid."""
     # Tune's own TensorBoard logger would write an HParams experiment summary that hides ours
@@ -181,6 +191,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     storage.write_text(storage.join(experiment, CONFIG_FILE), config_to_yaml(config))
     prepare_experiment(config, experiment)  # data, caption embeddings, evaluator: once, before any trial
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
+    started = longest_first(config, loops)
     GenerationPrinter = _generation_printer()
     tune_path = storage.join(experiment, TUNE_DIR)
     if resume and tune.Tuner.can_restore(tune_path):
@@ -189,7 +200,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
         tuner = tune.Tuner(
             trainable,
             param_space={"plan": dict(plan.__dict__), "experiment": experiment, "env": ray_environment(),
-                         "loop": tune.grid_search([to_dict(loop) for loop in loops])},
+                         "loop": tune.grid_search([to_dict(loop) for loop in started])},
             tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
                                         trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=int(verbose()),

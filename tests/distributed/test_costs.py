@@ -67,3 +67,13 @@ def test_unit_costs_of_the_small_cpu_model_are_the_measured_ones():
     assert small.train == pytest.approx(1 / 0.832)  # benchmarks/results/train_throughput_cpu.json
     assert small.correct == pytest.approx(1 / 2.41)  # corrector_throughput.json at 300 Hz
     assert costs.unit_costs("cpu", "custom", 450).train == small.train
+
+
+def test_a_sweep_starts_its_longest_trials_first():
+    from scl_ray.distributed.sweep import longest_first
+
+    config = load_config(CONFIGS / "paper_grid.yaml")
+    started = [(loop.train_size, loop.synthetic_ratio, loop.strength) for loop in longest_first(config, expand_trials(config))]
+    assert started[0] == (256, 1.0, 1.0) and started[1][0] == 256
+    assert {loop[1] for loop in started[-3:]} == {0.0}  # the baselines sample nothing: last
+    assert sorted(started) == sorted((loop.train_size, loop.synthetic_ratio, loop.strength) for loop in expand_trials(config))

@@ -79,3 +79,20 @@ def test_the_raylets_startup_concurrency_warning_is_dropped_and_its_other_messag
     worker.print_to_stdstream({"lines": ["out of memory"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     worker.print_to_stdstream({"lines": [warning], "pid": 1234, "is_err": False}, ignore_prefix=False)
     assert printed == [["out of memory"], [warning]]
+
+
+def test_a_local_ray_is_started_even_where_another_runs_on_the_machine(monkeypatch):
+    """Without address="local" ray.init joins the newest Ray on the machine (another user's, another
+    sweep's) and then refuses num_cpus: 'When connecting to an existing cluster, num_cpus ... must not be
+    provided' (seen with three Rays on one machine)."""
+    import ray
+
+    from scl_ray.config import ResourcesConfig
+    from scl_ray.distributed.runtime import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    init_ray(ResourcesConfig(cpus_per_worker=1.0))
+    assert calls[0]["address"] == "local"
