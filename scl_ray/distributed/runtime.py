@@ -169,7 +169,7 @@ def _quiet_token_auth_notice() -> None:
         logger.addFilter(notice)
 
 
-STARTUP_CONCURRENCY_WARNING = "which is 4x the maximum expected startup concurrency"
+STARTUP_CONCURRENCY_WARNING = "x the maximum expected startup concurrency"  # after "which is 4", "5", ...
 
 
 def _quiet_startup_concurrency_warning() -> None:

@@ -76,6 +76,8 @@ def test_the_raylets_startup_concurrency_warning_is_dropped_and_its_other_messag
     warning = ("WARNING: 8 PYTHON worker processes have been started on node: abc with address: 1.2.3.4, which is "
                "4x the maximum expected startup concurrency (2). This could be a result of ...")
     worker.print_to_stdstream({"lines": [warning], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": [warning.replace("4x", "5x")], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
     worker.print_to_stdstream({"lines": ["out of memory"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     worker.print_to_stdstream({"lines": [warning], "pid": 1234, "is_err": False}, ignore_prefix=False)
     assert printed == [["out of memory"], [warning]]
