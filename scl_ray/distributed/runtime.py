@@ -192,6 +192,20 @@ def _quiet_startup_concurrency_warning() -> None:
     worker.print_to_stdstream = print_to_stdstream
 
 
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: the first from 8265 (Ray's dashboard default), else any."""
+    import socket
+
+    for port in [*range(8265, 8365), 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise OSError("no free TCP port on 127.0.0.1")
+
+
 def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     """Join `resources.ray_address` or start a local Ray; returns the module.
 
@@ -219,8 +233,13 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
         # Train's placement-group cleaner polls every second; without it each loop logs a warning a
         # few seconds. It costs about 1.5 s of start-up here.
         # address="local": a new Ray of its own even where another one runs on this machine (without it, Ray
-        # joins the newest one it finds, and refuses num_cpus there).
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+        # joins the newest one it finds, and refuses num_cpus there). Its processes find its dashboard
+        # (Train's placement-group cleaner asks its State API) by RAY_API_SERVER_ADDRESS: where several
+        # Rays run, looking for "the" local one fails with a traceback every few seconds.
+        port = _free_port()
+        runtime_env["env_vars"]["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_port=port,
+                 runtime_env=runtime_env)
     if sigterm not in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM sys.exit; keep a handler the caller set
     return ray

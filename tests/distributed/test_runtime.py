@@ -98,3 +98,6 @@ def test_a_local_ray_is_started_even_where_another_runs_on_the_machine(monkeypat
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     init_ray(ResourcesConfig(cpus_per_worker=1.0))
     assert calls[0]["address"] == "local"
+    # Its processes (Train's placement-group cleaner) find its dashboard without looking for "the" local Ray.
+    port = calls[0]["dashboard_port"]
+    assert calls[0]["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
