@@ -10,6 +10,7 @@ whole need fits at once, and refuses a plan that cannot run before anything star
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -159,7 +160,6 @@ def _quiet_token_auth_notice() -> None:
     """Drop Ray 2.60's warning that a new local cluster uses token authentication (its default; setting
     RAY_AUTH_MODE=token after Ray's import instead fails to start the cluster, measured). Its other
     warnings, e.g. that authentication is off, still show."""
-    import logging
 
     logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
     if not any(getattr(f, "scl_ray", False) for f in logger.filters):
@@ -224,8 +224,11 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     runtime_env = {"env_vars": ray_environment()}
     address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     sigterm = signal.getsignal(signal.SIGTERM)
+    # The driver's "ray" logger at WARNING unless -v: no "Started a local Ray instance" line, and none of
+    # Tune's INFO lines (e.g. that it wrote its experiment state).
+    logging_level = logging.INFO if verbose() else logging.WARNING
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging_level)
     else:
         check_local_machine(resources)
         num_cpus = max(os.cpu_count() or 1, math.ceil(min_cpus))
@@ -239,7 +242,7 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
         port = _free_port()
         runtime_env["env_vars"]["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_port=port,
-                 runtime_env=runtime_env)
+                 runtime_env=runtime_env, logging_level=logging_level)
     if sigterm not in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM sys.exit; keep a handler the caller set
     return ray
@@ -322,7 +325,6 @@ def stop_ray() -> None:
     """After an interrupt: shut down this driver's Ray session, if it has one (a local Ray's processes
     end with it). Ray's loggers are silenced first: the interrupted Tune or Train thread still running
     in this process warns about every call that finds the session gone."""
-    import logging
 
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():

@@ -1,5 +1,7 @@
 """Resource arithmetic: the plan that would deadlock a Ray Data pipeline is refused up front."""
 
+import logging
+
 import pytest
 
 from scl_ray.config import ResourcesConfig
@@ -101,3 +103,8 @@ def test_a_local_ray_is_started_even_where_another_runs_on_the_machine(monkeypat
     # Its processes (Train's placement-group cleaner) find its dashboard without looking for "the" local Ray.
     port = calls[0]["dashboard_port"]
     assert calls[0]["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
+    # Quiet unless -v: no "Started a local Ray instance" line, no INFO lines of Tune's on the driver.
+    assert calls[0]["logging_level"] == logging.WARNING
+    monkeypatch.setenv("SCL_RAY_VERBOSE", "1")
+    init_ray(ResourcesConfig(cpus_per_worker=1.0))
+    assert calls[1]["logging_level"] == logging.INFO
