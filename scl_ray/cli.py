@@ -3,7 +3,8 @@
 Each subcommand parses its arguments, loads the config where it takes one, and calls one library
 function. Errors a user can fix (bad config, missing files, bad data) print one clear line and exit
 with status 2; set SCL_RAY_DEBUG=1 to see the traceback. Ctrl-C or SIGTERM stops Ray and exits with
-status 130, saying how to go on where there is something to resume.
+status 130, saying how to go on where there is something to resume. Output is one line per
+generation and trial; `-v` (before or after the command) also shows Ray's, Tune's and Train's own.
 """
 
 from __future__ import annotations
@@ -133,9 +134,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_output("--out", args.out, MOTION_SET_SUFFIXES)
     check_motion_set_file(args.input)  # before Ray starts
-    # Ray Data draws progress bars on a terminal; elsewhere it would log every operator every 10 s.
+    # Ray Data draws progress bars on a terminal (or with -v); elsewhere it would log every operator every 10 s.
     corrected = correct_file(args.input, args.out, config.correct, connect(config.resources),
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty() or args.verbose > 0)
     counts = Counter(corrected.status)
     print(f"corrected {len(corrected)} motions into {args.out}: "
           + ", ".join(f"{status} {count}" for status, count in sorted(counts.items())))
@@ -289,12 +290,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from scl_ray.distributed.sweep import describe_trials, estimate_cost, experiment_dir, expand_trials, run_sweep
+    from scl_ray.distributed.costs import estimate_cost
+    from scl_ray.distributed.sweep import describe_trials, experiment_dir, expand_trials, run_sweep
 
     config = _config(args)
     if args.dry_run:
         print(describe_trials(config, expand_trials(config)))
-        print(estimate_cost(config))
+        print(estimate_cost(config, expand_trials(config)))
         return 0
     try:
         results = run_sweep(config, args.storage, resume=args.resume)
@@ -409,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     sample_cmd = commands.add_parser("sample", help="sample motions from a checkpoint for text prompts")
-    sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop generation")
+    sample_cmd.add_argument("checkpoint", help="model.pt from scl-ray train or a loop's newest generation (every generation with loop.keep_all)")
     sample_cmd.add_argument("--prompt", action="append", required=True, help="a caption (repeatable)")
     sample_cmd.add_argument("--num", type=_positive(int), default=4, help="motions per prompt")
     sample_cmd.add_argument("--length", type=int, default=120, help="frames at 20 fps (default 120 = 6 s)")
@@ -473,7 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
     gaussian.add_argument("--storage", help="results location (default sweep.storage)")
     gaussian.add_argument("--tune", action="store_true", help="run the grid as a Ray Tune sweep")
     gaussian.set_defaults(func=cmd_toy_gaussian)
+    _add_verbose(parser)
     return parser
+
+
+VERBOSE_HELP = "also show Ray's, Tune's and Train's own output (silenced by default: one line per generation)"
+
+
+def _add_verbose(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """-v/--verbose before the command or after it, on every subcommand (a subcommand's own default would
+    override the value given before it, so only the top level has one)."""
+    parser.add_argument("-v", "--verbose", action="count", help=VERBOSE_HELP,
+                        **({"default": 0} if top else {"default": argparse.SUPPRESS}))
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _add_verbose(subparser, top=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     # Every command starts Ray explicitly (`init_ray`). Without this, after Ctrl-C a Tune or Train thread's
     # next Ray call would start a fresh local Ray while the interrupted one shuts down (read at Ray's import).
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    from scl_ray.distributed.runtime import ResourceError
+    from scl_ray.distributed.runtime import VERBOSE_ENV, ResourceError
+
+    quiet = os.environ.get(VERBOSE_ENV)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read where Ray, Tune and Train are set up, and by every Ray worker
 
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # as Ctrl-C
@@ -498,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, sigterm)
+        if args.verbose and quiet is None:
+            del os.environ[VERBOSE_ENV]
+        elif args.verbose:
+            os.environ[VERBOSE_ENV] = quiet
 
 
 if __name__ == "__main__":

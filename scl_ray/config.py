@@ -184,6 +184,9 @@ class LoopConfig:
     strength: float = setting(1.0, low=0.0, high=1.0, help="probability a synthetic motion is replaced by its correction")
     steps_per_generation: int = setting(1000, low=1)
     accumulate: bool = setting(False, help="keep earlier generations' synthetic sets (the paper does not)")
+    keep_all: bool = setting(False, help="keep every generation's model.pt, synthetic.parquet and corrected.parquet "
+                                         "(default: only the newest generation's; metrics.json, eval_samples.parquet "
+                                         "and TensorBoard's events are always kept)")
     seed: int = setting(0, low=0, help="the real subset, and each generation's initial weights, data order, "
                                        "diffusion noise, dropout, prompts and sampling noise")
 

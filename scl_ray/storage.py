@@ -95,6 +95,13 @@ def exists(location: str | os.PathLike) -> bool:
     return filesystem.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def remove(location: str | os.PathLike) -> None:
+    """Delete a file; nothing happens where there is none."""
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type == pafs.FileType.File:
+        filesystem.delete_file(path)
+
+
 def list_dir(location: str | os.PathLike) -> list[str]:
     """Names (not paths) of the entries directly under a directory; [] if it does not exist."""
     filesystem, path = resolve(location)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -191,3 +192,29 @@ def test_correct_checks_its_input_before_starting_ray(tmp_path, capsys, monkeypa
     pq.write_table(pa.table({"id": ["a"], "frames": [1]}), tmp_path / "other.parquet")
     assert main(["correct", str(tmp_path / "other.parquet"), "--out", out]) == 2
     assert "missing column(s) ['captions', 'length', 'features'" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv", [["-v", "report", "x"], ["report", "x", "-v"], ["report", "x", "--verbose"]])
+def test_verbose_goes_before_or_after_the_command(argv):
+    from scl_ray.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose == 1
+    assert build_parser().parse_args(["report", "x"]).verbose == 0
+
+
+def test_verbose_holds_for_the_command_and_reaches_ray_workers_and_train(monkeypatch):
+    from scl_ray.distributed.runtime import VERBOSE_ENV, ray_environment
+    from scl_ray.distributed.train import train_logging
+
+    seen = []
+
+    def command(args):
+        seen.append((os.environ.get(VERBOSE_ENV), ray_environment().get(VERBOSE_ENV), train_logging().log_level))
+        return 0
+
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    monkeypatch.setattr("scl_ray.cli.cmd_report", command)
+    assert main(["report", "results", "-v"]) == 0
+    assert main(["report", "results"]) == 0
+    assert seen == [("1", "1", "INFO"), (None, None, "WARNING")]
+    assert VERBOSE_ENV not in os.environ  # the next command in this process is quiet again

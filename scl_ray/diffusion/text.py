@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scl_ray import storage
+from scl_ray.progress import building
 
 __all__ = ["TextEncoder", "MiniLMTextEncoder", "HashingTextEncoder", "get_text_encoder",
            "embed_captions", "empty_text_embedding", "caption_cache_path"]
@@ -175,6 +176,11 @@ def get_text_encoder(name: str = "minilm", device: str = "cpu") -> TextEncoder:
                      "or 'hashing' / 'hashing-d<dim>-s<seed>' (seeded per-word vectors, no package)")
 
 
+# Encoding one caption, by encoder (measured on 2 cores: about 1100 captions of the procedural
+# dataset in 9 s with MiniLM).
+ENCODE_S_PER_CAPTION = {"minilm": 0.008, "hashing": 0.0002}
+
+
 def caption_cache_path(captions: Sequence[str], encoder: TextEncoder, cache_dir: str | os.PathLike,
                        max_tokens: int) -> Path:
     """The .npz file that holds (or will hold) these captions' embeddings."""
@@ -218,7 +224,10 @@ def embed_captions(captions: Sequence[str], encoder: TextEncoder, cache_dir: str
             unique_embeddings, unique_mask, inverse = cached["embeddings"], cached["mask"], cached["inverse"]
     else:
         unique, inverse = np.unique(np.array(captions, dtype=object), return_inverse=True)
-        unique_embeddings, unique_mask = _encode_unique(list(unique), encoder, max_tokens, progress)
+        estimate = len(unique) * ENCODE_S_PER_CAPTION.get(encoder.name.split("-")[0], 0.01)
+        with building(f"the token embeddings of {len(unique)} captions ({encoder.name}) in {path}", estimate,
+                      progress and path is not None):
+            unique_embeddings, unique_mask = _encode_unique(list(unique), encoder, max_tokens, progress)
         inverse = inverse.astype(np.int64).reshape(-1)
         if path is not None:
             storage.write_serialized(path, lambda stream: np.savez(stream, embeddings=unique_embeddings,

@@ -10,6 +10,7 @@ whole need fits at once, and refuses a plan that cannot run before anything star
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -102,10 +103,18 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
     return ResourcePlan(**{**plan.__dict__, "max_concurrent_trials": fit})
 
 
+VERBOSE_ENV = "SCL_RAY_VERBOSE"  # `scl-ray -v`: set by the CLI, forwarded to every Ray worker
+
+
+def verbose() -> bool:
+    """Whether Ray's, Tune's and Train's own output is wanted (`scl-ray -v`); by default it is silenced."""
+    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
 def ray_environment() -> dict[str, str]:
     """Environment that trims Train's start-up (a 0.1 s health check, no metrics exporter or preemption
     watcher: seconds per fit on 2 cores) and keeps runs offline."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT",) if name in os.environ}
+    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV) if name in os.environ}
     return {
         **forwarded,
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
@@ -152,7 +161,6 @@ def _quiet_token_auth_notice() -> None:
     """Drop Ray 2.60's warning that a new local cluster uses token authentication (its default; setting
     RAY_AUTH_MODE=token after Ray's import instead fails to start the cluster, measured). Its other
     warnings, e.g. that authentication is off, still show."""
-    import logging
 
     logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
     if not any(getattr(f, "scl_ray", False) for f in logger.filters):
@@ -160,6 +168,43 @@ def _quiet_token_auth_notice() -> None:
         notice.filter = lambda record: not record.getMessage().startswith("Token authentication is enabled")
         notice.scl_ray = True
         logger.addFilter(notice)
+
+
+STARTUP_CONCURRENCY_WARNING = "x the maximum expected startup concurrency"  # after "which is 4", "5", ...
+
+
+def _quiet_startup_concurrency_warning() -> None:
+    """Drop the raylet's warning that more Python workers started than it expects at once (a sweep's
+    trials, Train workers and corrector actors start together on a small machine; it says nothing the
+    user can act on). The driver prints the raylet's messages through `print_to_stdstream`; only that
+    message is dropped."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "scl_ray", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet" and any(STARTUP_CONCURRENCY_WARNING in line for line in data.get("lines", ())):
+            return
+        printer(data, ignore_prefix)
+
+    print_to_stdstream.scl_ray = True
+    worker.print_to_stdstream = print_to_stdstream
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: the first from 8265 (Ray's dashboard default), else any."""
+    import socket
+
+    for port in [*range(8265, 8365), 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise OSError("no free TCP port on 127.0.0.1")
 
 
 def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
@@ -174,19 +219,31 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
     os.environ.update(ray_environment())
     if ray.is_initialized():
         return ray
-    _quiet_token_auth_notice()
+    if not verbose():
+        _quiet_token_auth_notice()
+        _quiet_startup_concurrency_warning()
     runtime_env = {"env_vars": ray_environment()}
     address = resources.ray_address or os.environ.get("RAY_ADDRESS")  # `ray job submit` sets RAY_ADDRESS
     sigterm = signal.getsignal(signal.SIGTERM)
+    # The driver's "ray" logger at WARNING unless -v: no "Started a local Ray instance" line, and none of
+    # Tune's INFO lines (e.g. that it wrote its experiment state).
+    logging_level = logging.INFO if verbose() else logging.WARNING
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging_level)
     else:
         check_local_machine(resources)
         num_cpus = max(os.cpu_count() or 1, math.ceil(min_cpus))
         # The dashboard (on 127.0.0.1, the next free port from 8265) serves the State API that Ray
         # Train's placement-group cleaner polls every second; without it each loop logs a warning a
         # few seconds. It costs about 1.5 s of start-up here.
-        ray.init(num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+        # address="local": a new Ray of its own even where another one runs on this machine (without it, Ray
+        # joins the newest one it finds, and refuses num_cpus there). Its processes find its dashboard
+        # (Train's placement-group cleaner asks its State API) by RAY_API_SERVER_ADDRESS: where several
+        # Rays run, looking for "the" local one fails with a traceback every few seconds.
+        port = _free_port()
+        runtime_env["env_vars"]["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_port=port,
+                 runtime_env=runtime_env, logging_level=logging_level)
     if sigterm not in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM sys.exit; keep a handler the caller set
     return ray
@@ -269,7 +326,6 @@ def stop_ray() -> None:
     """After an interrupt: shut down this driver's Ray session, if it has one (a local Ray's processes
     end with it). Ray's loggers are silenced first: the interrupted Tune or Train thread still running
     in this process warns about every call that finds the session gone."""
-    import logging
 
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():

@@ -20,7 +20,8 @@ import yaml
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
-    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, wait_for_capacity,
+    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, verbose,
+    wait_for_capacity,
 )
 from scl_ray.fields import to_dict
 from scl_ray.loop.generation import progress_line
@@ -153,6 +154,16 @@ def describe_trials(config: Config, loops: Iterable[LoopConfig]) -> str:
     return "\n".join(lines)
 
 
+def longest_first(config: Config, loops: list[LoopConfig]) -> list[LoopConfig]:
+    """The loops in the order a sweep starts them: the longest first by the dry run's estimate (more
+    synthetic motions to sample and correct, larger n), so that none of them starts last and runs
+    alone while the other slots stand idle; ties keep the grid's order."""
+    from scl_ray.distributed.costs import estimate_device, trial_seconds, unit_costs
+
+    costs = unit_costs(estimate_device(config)[0], config.model.preset, config.correct.sim_hz)
+    return sorted(loops, key=lambda loop: -trial_seconds(config, loop, costs))
+
+
 def run_sweep(config: Config, storage_override: str | None = None, resume: bool = False):
     """Run (or resume) the whole grid; returns Tune's ResultGrid."""
     # Tune's own TensorBoard logger would write an HParams experiment summary that hides ours
@@ -160,7 +171,9 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Tune's newer console output prints a configuration box and a results path whatever `verbose` says;
     # its classic output at verbose=0 prints nothing, and GenerationPrinter gives one line per generation.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # `scl-ray -v` keeps Tune's own output (its status tables) as well.
+    if not verbose():
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -178,6 +191,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     storage.write_text(storage.join(experiment, CONFIG_FILE), config_to_yaml(config))
     prepare_experiment(config, experiment)  # data, caption embeddings, evaluator: once, before any trial
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
+    started = longest_first(config, loops)
     GenerationPrinter = _generation_printer()
     tune_path = storage.join(experiment, TUNE_DIR)
     if resume and tune.Tuner.can_restore(tune_path):
@@ -186,10 +200,10 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
         tuner = tune.Tuner(
             trainable,
             param_space={"plan": dict(plan.__dict__), "experiment": experiment, "env": ray_environment(),
-                         "loop": tune.grid_search([to_dict(loop) for loop in loops])},
+                         "loop": tune.grid_search([to_dict(loop) for loop in started])},
             tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent_trials,
                                         trial_name_creator=_tune_trial_name, trial_dirname_creator=_tune_trial_name),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=0,
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=experiment, verbose=int(verbose()),
                                       callbacks=[GenerationPrinter(len(loops)), JsonLoggerCallback(),
                                                  CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
@@ -217,44 +231,3 @@ def run_single(config: Config, storage_override: str | None = None):
         raise result.error
     return trial_dir
 
-
-# Measured per-unit costs (seconds) behind `--dry-run`; sources in parentheses.
-# train: one optimisation step at batch 64; sample: one motion with guidance per sampling step;
-# correct: one 196-frame motion per core at 300 Hz.
-COSTS = {
-    ("cuda", "mdm"): {"train": 0.028, "sample": 0.44 / 64 / 50, "correct": 0.14},  # FACTS.md, one H100
-    ("cuda", "small"): {"train": 0.012, "sample": 0.2 / 64 / 50, "correct": 0.14},  # scaled from mdm by FLOPs
-    ("cpu", "mdm"): {"train": 14.0, "sample": 0.25, "correct": 0.14},  # scaled from small by FLOPs
-    ("cpu", "small"): {"train": 2.0, "sample": 0.011, "correct": 0.14},  # this 2-core machine
-    ("cpu", "tiny"): {"train": 0.25, "sample": 0.002, "correct": 0.14},  # this 2-core machine
-}
-
-
-def estimate_cost(config: Config) -> str:
-    """Time and GPU-hours of the sweep from measured per-unit costs (rough: +-50 %)."""
-    import torch
-
-    device = config.resources.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    preset = config.model.preset if config.model.preset != "custom" else "small"
-    costs = COSTS.get((device, preset), COSTS[("cpu", "small")])
-    batch = config.train.batch_size / 64
-    steps = config.sample.steps if config.sample.sampler == "ddim" else config.model.diffusion_steps
-    per_motion = costs["sample"] * steps
-    correct = costs["correct"] * config.correct.sim_hz / 300 * 0.6  # mean length about 0.6 of 196 frames
-    evaluate = (config.evaluate.num_samples + config.evaluate.mm_prompts * config.evaluate.mm_samples) * per_motion
-    total, lines = 0.0, []
-    for loop in expand_trials(config):
-        synthetic = int(loop.synthetic_ratio * loop.train_size)
-        generation = (loop.steps_per_generation * costs["train"] * batch + synthetic * per_motion + evaluate
-                      + (synthetic * correct / config.resources.corrector_actors if loop.strength > 0 else 0))
-        seconds = config.train.steps * costs["train"] * batch + evaluate + loop.generations * generation
-        total += seconds
-        lines.append(f"  {trial_name(loop):<44} {seconds / 3600:8.2f} h")
-    concurrent = config.sweep.max_concurrent_trials or 1
-    gpu = f", {total / 3600 * config.resources.num_workers * config.resources.gpus_per_worker:.1f} GPU-hours" \
-        if device == "cuda" else ""
-    return "\n".join([f"estimated cost on {device} ({preset} model), per trial:", *lines,
-                      f"total {total / 3600:.1f} trial-hours{gpu}; about {total / 3600 / concurrent:.1f} h of "
-                      f"wall time at {concurrent} trial(s) at once"])

@@ -27,7 +27,7 @@ from ray.train import Checkpoint, FailureConfig, LoggingConfig, RunConfig, Scali
 from ray.train.torch import TorchTrainer
 
 from scl_ray.config import Config, config_from_dict
-from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly
+from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
@@ -38,18 +38,24 @@ from scl_ray.loop.tensorboard import GenerationLogger
 from scl_ray.motion.store import MotionSet
 
 POINTER = "generation.json"
-# Train's INFO lines (every report with all its metrics, every checkpoint) would bury the one line per
-# generation that the loop prints; they stay in the session's log files.
-TRAIN_LOGGING = LoggingConfig(log_level="WARNING")
+
+
+def train_logging() -> LoggingConfig:
+    """Train's INFO lines (every report with all its metrics, every checkpoint) would bury the one line
+    per generation that the loop prints; they stay in the session's log files unless `scl-ray -v`."""
+    return LoggingConfig(log_level="INFO" if verbose() else "WARNING")
 
 
 def quiet_report_lines() -> None:
     """In a Train worker: drop Train's INFO line for every report (its whole metrics dict).
 
     Ray 2.60 logs it under a logger named by the file path of its module, outside `ray.train`, so
-    `TRAIN_LOGGING` does not reach it; the logger is looked up the same way here.
+    `train_logging()` does not reach it; the logger is looked up the same way here.
     """
     import logging
+
+    if verbose():
+        return
 
     try:
         from ray.train.v2._internal.execution import context as train_context
@@ -230,7 +236,7 @@ def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, 
             num_workers=plan.num_workers, use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.worker_cpus, **({"GPU": plan.worker_gpus} if plan.use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
-                             failure_config=FailureConfig(max_failures=max_failures), logging_config=TRAIN_LOGGING,
+                             failure_config=FailureConfig(max_failures=max_failures), logging_config=train_logging(),
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
 
@@ -281,7 +287,7 @@ def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, repo
                            "report_every": report_every, "experiment": str(out)},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
                                      resources_per_worker={"CPU": plan.worker_cpus}),
-        run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=TRAIN_LOGGING,
+        run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=train_logging(),
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
     result = run_interruptibly(trainer.fit)

@@ -234,8 +234,20 @@ class SelfConsumingLoop:
             directory.mark_done(g)
             if plan.from_scratch and parts.shared_generation_zero:
                 self._publish_generation_zero()
+            self._prune(g - 1)
         parts.report(g, metrics, directory.generation(g) if directory is not None else "")
         return metrics
+
+    def _prune(self, generation: int) -> None:
+        """Once the next generation is DONE, drop what only `generation` itself needed (unless
+        `loop.keep_all`): its model (a resume loads the newest one), and its synthetic and corrected
+        sets unless the loop accumulates them (a resume rebuilds the accumulated set from every one).
+        metrics.json (the report), eval_samples.parquet (`scl-ray evaluate` reproduces metrics.json
+        from it) and DONE stay."""
+        if self.loop.keep_all or generation < 0:
+            return
+        for name in (MODEL, *(() if self.loop.accumulate else (SYNTHETIC, CORRECTED))):
+            storage.remove(self.directory.file(generation, name))
 
     def _shared_ready(self) -> bool:
         return storage.exists(storage.join(self.parts.shared_generation_zero, DONE))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ from scl_ray.fields import to_dict
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.store import read_motion_set, write_motion_set
+from scl_ray.progress import duration
 
 MANIFEST = "resources.json"
 EVALUATOR_FILE = "evaluator.pt"
@@ -133,6 +135,7 @@ def prepare_experiment(config: Config, experiment: str, progress: bool = True, e
         built = "the real data, caption embeddings" + (" and evaluator" if evaluator else "")
         print(f"preparing {built} for {experiment} from the cache {config.data.cache_dir} (what is not cached "
               "yet is built now: a few minutes on a laptop the first time)", flush=True)
+    started = time.perf_counter()
     resources, content = _build(config, progress, evaluator)
     data = storage.join(experiment, DATA_DIR)
     for split in SPLITS:
@@ -148,6 +151,8 @@ def prepare_experiment(config: Config, experiment: str, progress: bool = True, e
                         "dataset": str(resources.real.root)})
     if progress and resources.evaluator_hash:
         print(f"evaluator {resources.evaluator_hash}: {storage.join(experiment, EVALUATOR_FILE)}")
+    if progress:
+        print(f"prepared in {duration(time.perf_counter() - started)}; the trials start now", flush=True)
     return resources.evaluator_hash
 
 

@@ -6,7 +6,9 @@
 <trial>/gen_001/ model.pt  synthetic.parquet  corrected.parquet  metrics.json  DONE
 ```
 Every file is written atomically and `DONE` last, so a generation directory without `DONE` is
-unfinished and is redone from scratch on resume; finished ones are never rewritten.
+unfinished and is redone from scratch on resume; finished ones are never rewritten. Once the next
+generation is DONE, a generation's model.pt, synthetic.parquet and corrected.parquet are deleted
+unless `loop.keep_all` (the sets are kept where `loop.accumulate`): see `SelfConsumingLoop._prune`.
 """
 
 from __future__ import annotations

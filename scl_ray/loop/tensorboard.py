@@ -17,12 +17,14 @@ shows one run per trial:
   the others; without one, TensorBoard builds it from all sessions.
 
 Events are written synchronously (tensorboardX's record writer and summary protos, without its
-background queue), so a generation is on disk when `log_generation` returns. A re-opened logger
-(resume) starts a new event file whose name sorts after the earlier ones, so TensorBoard reads the
-generations in order; the caller passes only generations not logged before. The HParams session
+background queue), so a generation is on disk when `log_generation` returns. A trial has one event
+file however often it is resumed or rerun: a re-opened logger appends to the trial's newest event
+file (cut back to its last whole record, should a write have been cut short), after the HParams
+session start already there; the caller passes only generations not logged before (a loop logs a
+generation after its DONE marker, and a resume starts after the newest DONE). The HParams session
 ends (status Success) when the logger is closed without an error; until then it shows as Unknown. A trial directory on
-object storage (s3://, any pyarrow URI) is written to a local staging file that is uploaded after
-every generation.
+object storage (s3://, any pyarrow URI) is written to a local staging file (a copy of the existing
+event file, if any) that is uploaded after every generation.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import tempfile
 import time
 from collections.abc import Mapping
@@ -40,7 +43,7 @@ from tensorboardX.proto.api_pb2 import Status
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
-from tensorboardX.record_writer import RecordWriter
+from tensorboardX.record_writer import RecordWriter, masked_crc32c
 
 from scl_ray import storage
 from scl_ray.config import LoopConfig
@@ -77,9 +80,39 @@ def trial_hparams(loop: LoopConfig, evaluator: str | None = None) -> dict[str, f
     return hparams
 
 
+EVENT_FILE_PREFIX = "events.out.tfevents."
+
+
 def event_file_name(now_ns: int) -> str:
     """TensorBoard's naming; the nanosecond suffix keeps two files opened in one second apart and in order."""
-    return f"events.out.tfevents.{now_ns // 10**9:010d}.{socket.gethostname()}.{now_ns}"
+    return f"{EVENT_FILE_PREFIX}{now_ns // 10**9:010d}.{socket.gethostname()}.{now_ns}"
+
+
+def whole_records_length(content: bytes) -> int:
+    """The length of the prefix of an event file that holds whole records (TFRecord framing: 8-byte
+    length, 4-byte length CRC, data, 4-byte data CRC); a record cut short by a crash is left out."""
+    end = 0
+    while end + 12 <= len(content):
+        (length,) = struct.unpack("<Q", content[end:end + 8])
+        if struct.unpack("<I", content[end + 8:end + 12])[0] != masked_crc32c(content[end:end + 8]):
+            break
+        record_end = end + 12 + length + 4
+        if record_end > len(content):
+            break
+        data = content[end + 12:end + 12 + length]
+        if struct.unpack("<I", content[record_end - 4:record_end])[0] != masked_crc32c(data):
+            break
+        end = record_end
+    return end
+
+
+class _AppendingRecordWriter(RecordWriter):
+    """tensorboardX's record writer, opening its file for appending (its own truncates it)."""
+
+    def __init__(self, path: str):
+        self._name_to_tf_name, self._tf_names = {}, set()
+        self.path = path
+        self._writer = open(path, "ab")
 
 
 class TrialLogger:
@@ -95,7 +128,8 @@ class TrialLogger:
                 raise TypeError(f"hparam {name!r} is {type(value).__name__} ({value!r}); TensorBoard's "
                                 "HParams dashboard takes only str, bool, int or float values")
         self.trial_dir = str(trial_dir)
-        name = event_file_name(time.time_ns())
+        earlier = [name for name in storage.list_dir(self.trial_dir) if name.startswith(EVENT_FILE_PREFIX)]
+        name = earlier[-1] if earlier else event_file_name(time.time_ns())
         self.event_file = storage.join(self.trial_dir, name)
         if storage.is_uri(self.trial_dir):
             self._staging: str | None = tempfile.mkdtemp(prefix="scl-ray-tensorboard-")
@@ -104,11 +138,17 @@ class TrialLogger:
             self._staging = None
             storage.make_dirs(self.trial_dir)
             local = self.event_file
-        self._records = RecordWriter(local)
-        self._write(Event(file_version="brain.Event:2"))
-        _, session_start, _ = summary.hparams(dict(hparams), {})
-        self._write(Event(summary=session_start))
-        self._flush()
+        content = storage.read_bytes(self.event_file) if earlier else b""
+        whole = whole_records_length(content)
+        if self._staging is not None or whole < len(content):
+            with open(local, "wb") as handle:
+                handle.write(content[:whole])
+        self._records = _AppendingRecordWriter(local)
+        if not whole:  # a new event file: its header and the HParams session start (a resume has them)
+            self._write(Event(file_version="brain.Event:2"))
+            _, session_start, _ = summary.hparams(dict(hparams), {})
+            self._write(Event(summary=session_start))
+            self._flush()
         self._last_generation: int | None = None
         self._closed = False
 

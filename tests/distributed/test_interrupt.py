@@ -26,12 +26,26 @@ def command(name: str, tiny: tuple, storage: Path, cache: str, *extra: str) -> l
     return words
 
 
+def start(words: list[str]) -> subprocess.Popen:
+    """Start `words` in its own process group, as a terminal starts a command: with Ctrl-C's default.
+
+    A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored across
+    exec, where Python installs no KeyboardInterrupt handler: a pytest run started with `&` from a
+    script started every scl-ray here deaf to SIGINT (the sweep went on to the end, exit 0). A
+    handler, unlike SIG_IGN, is reset to the default in the child, so one is set while it starts."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(words, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt(words: list[str], ready) -> tuple[subprocess.CompletedProcess, float]:
     """Start `words` in its own process group, send the group SIGINT (as a terminal's Ctrl-C does) once
     `ready()` holds, and return the finished process and the seconds it took to stop. Every process of
     the group (Ray's too: they inherit it) must be gone by then."""
-    process = subprocess.Popen(words, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = start(words)
     try:
         deadline = time.monotonic() + 600
         while not ready():
@@ -68,9 +82,16 @@ def check_interrupted(result: subprocess.CompletedProcess, stopped_s: float) -> 
     return line.split(" with: ", 1)[1]
 
 
-# Slow: once, in a full-suite run on a loaded machine, the sweep went on after the SIGINT (101 s, exit
-# 0); alone and after the Ray tests it passes.
-@pytest.mark.slow
+def test_commands_under_test_take_ctrl_c_even_where_pytest_ignores_it():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job of a script
+    try:
+        process = start([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT).__name__)"])
+        out, err = process.communicate(timeout=60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.strip() == "default_int_handler", err
+
+
 def test_ctrl_c_of_a_sweep_exits_130_with_the_resume_command(tmp_path, tiny_overrides, tiny_cache):
     experiment = tmp_path / "results" / "interrupt"
     words = command("sweep", tiny_overrides, tmp_path / "results", tiny_cache)

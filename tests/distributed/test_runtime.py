@@ -1,5 +1,7 @@
 """Resource arithmetic: the plan that would deadlock a Ray Data pipeline is refused up front."""
 
+import logging
+
 import pytest
 
 from scl_ray.config import ResourcesConfig
@@ -62,3 +64,47 @@ def test_the_cli_refuses_an_impossible_local_request_before_starting_ray(tmp_pat
     assert result.stderr.strip() == (f"scl-ray: error: resources.cpus_per_worker = {cores + 1} CPU but this machine "
                                      f"has {cores} CPU core(s); lower it, or run on a cluster (resources.ray_address)")
     assert not (tmp_path / "r").exists()
+
+
+def test_the_raylets_startup_concurrency_warning_is_dropped_and_its_other_messages_kept(monkeypatch):
+    from ray._private import worker
+
+    from scl_ray.distributed.runtime import _quiet_startup_concurrency_warning
+
+    printed = []
+    monkeypatch.setattr(worker, "print_to_stdstream", lambda data, ignore_prefix: printed.append(data["lines"]))
+    _quiet_startup_concurrency_warning()
+    _quiet_startup_concurrency_warning()  # once only, however often Ray is started
+    warning = ("WARNING: 8 PYTHON worker processes have been started on node: abc with address: 1.2.3.4, which is "
+               "4x the maximum expected startup concurrency (2). This could be a result of ...")
+    worker.print_to_stdstream({"lines": [warning], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": [warning.replace("4x", "5x")], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
+    worker.print_to_stdstream({"lines": ["out of memory"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": [warning], "pid": 1234, "is_err": False}, ignore_prefix=False)
+    assert printed == [["out of memory"], [warning]]
+
+
+def test_a_local_ray_is_started_even_where_another_runs_on_the_machine(monkeypatch):
+    """Without address="local" ray.init joins the newest Ray on the machine (another user's, another
+    sweep's) and then refuses num_cpus: 'When connecting to an existing cluster, num_cpus ... must not be
+    provided' (seen with three Rays on one machine)."""
+    import ray
+
+    from scl_ray.config import ResourcesConfig
+    from scl_ray.distributed.runtime import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    init_ray(ResourcesConfig(cpus_per_worker=1.0))
+    assert calls[0]["address"] == "local"
+    # Its processes (Train's placement-group cleaner) find its dashboard without looking for "the" local Ray.
+    port = calls[0]["dashboard_port"]
+    assert calls[0]["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
+    # Quiet unless -v: no "Started a local Ray instance" line, no INFO lines of Tune's on the driver.
+    assert calls[0]["logging_level"] == logging.WARNING
+    monkeypatch.setenv("SCL_RAY_VERBOSE", "1")
+    init_ray(ResourcesConfig(cpus_per_worker=1.0))
+    assert calls[1]["logging_level"] == logging.INFO

@@ -84,7 +84,7 @@ def make_parts(model, real, calls=None):
         correct=correct,
         evaluate=lambda m, g, seed: {"distance": abs(m.mean)},
         write_items=lambda items, loc: storage.write_json(loc, {"v": items.values.tolist(), "s": items.status}),
-        read_items=lambda loc: Values(**dict(zip(("values", "status"), storage.read_json(loc).values()))),
+        read_items=lambda loc: Values(storage.read_json(loc)["v"], storage.read_json(loc)["s"]),
     )
 
 
@@ -144,7 +144,37 @@ def test_loop_runs_every_generation_and_writes_done(tmp_path):
     stored = json.loads((tmp_path / "trial" / "gen_002" / "metrics.json").read_text())
     assert stored["correction/corrected"] == 10 and stored["synthetic/trained_on"] == 10
     assert stored["time/generation_s"] >= stored["time/train_s"]
-    assert (tmp_path / "trial" / "gen_001" / "synthetic.parquet").exists()
+    assert (tmp_path / "trial" / "gen_003" / "synthetic.parquet").exists()
+
+
+def files(directory) -> dict[str, list[str]]:
+    return {path.name: sorted(p.name for p in path.iterdir()) for path in sorted(directory.glob("gen_*"))}
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_only_what_the_report_resume_and_evaluate_need_is_kept(tmp_path, accumulate):
+    """Older generations keep metrics.json, DONE (and the eval samples, where written); the newest keeps
+    its model and sets; an accumulating loop keeps every set, which its resume reads."""
+    loop = LoopConfig(generations=3, train_size=20, synthetic_ratio=0.5, strength=1.0, accumulate=accumulate)
+    real = Values(np.linspace(-1, 1, 20))
+    SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), TrialDirectory(tmp_path / "lean")).run()
+    sets = ["corrected.parquet", "synthetic.parquet"] if accumulate else []
+    assert files(tmp_path / "lean") == {
+        "gen_000": ["DONE", "metrics.json"], "gen_001": sorted(["DONE", *sets, "metrics.json"]),
+        "gen_002": sorted(["DONE", *sets, "metrics.json"]),
+        "gen_003": ["DONE", "corrected.parquet", "metrics.json", "model.pt", "synthetic.parquet"]}
+    longer = LoopConfig(**{**loop.__dict__, "generations": 4})
+    full = SelfConsumingLoop(longer, 10, make_parts(MeanModel(), real), TrialDirectory(tmp_path / "full")).run()
+    resumed = SelfConsumingLoop(longer, 10, make_parts(MeanModel(), real), TrialDirectory(tmp_path / "lean")).run()
+    assert resumed[-1]["distance"] == full[-1]["distance"]
+
+
+def test_keep_all_keeps_every_generations_model_and_sets(tmp_path):
+    loop = LoopConfig(generations=2, train_size=20, synthetic_ratio=0.5, strength=1.0, keep_all=True)
+    SelfConsumingLoop(loop, 10, make_parts(MeanModel(), Values(np.linspace(-1, 1, 20))), TrialDirectory(tmp_path)).run()
+    assert files(tmp_path) == {"gen_000": ["DONE", "metrics.json", "model.pt"],
+                               **{f"gen_00{g}": ["DONE", "corrected.parquet", "metrics.json", "model.pt",
+                                                 "synthetic.parquet"] for g in (1, 2)}}
 
 
 def test_resume_continues_after_newest_done_and_matches_uninterrupted(tmp_path):
@@ -186,8 +216,8 @@ def test_generation_zero_is_shared_between_loops_of_a_sweep(tmp_path):
     first_model, second_model = MeanModel(), MeanModel()
     first_parts, second_parts = make_parts(first_model, real), make_parts(second_model, real)
     first_parts.shared_generation_zero = second_parts.shared_generation_zero = shared
-    loop_a = LoopConfig(generations=1, train_size=20, synthetic_ratio=0.0, strength=0.0)
-    loop_b = LoopConfig(generations=1, train_size=20, synthetic_ratio=1.0, strength=1.0)
+    loop_a = LoopConfig(generations=1, train_size=20, synthetic_ratio=0.0, strength=0.0, keep_all=True)
+    loop_b = LoopConfig(generations=1, train_size=20, synthetic_ratio=1.0, strength=1.0, keep_all=True)
     first = SelfConsumingLoop(loop_a, 10, first_parts, TrialDirectory(tmp_path / "a")).run()
     second = SelfConsumingLoop(loop_b, 10, second_parts, TrialDirectory(tmp_path / "b")).run()
     assert first_model.trained_sizes == [20, 20]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,16 @@ def test_the_driver_says_what_it_builds_before_the_first_trial(tiny_config, tmp_
     assert config.data.cache_dir in first
     prepare_experiment(config, experiment, progress=True)  # a resumed experiment builds nothing and says nothing
     assert "preparing" not in capsys.readouterr().out
+
+
+def test_a_cold_cache_says_what_it_builds_how_long_it_should_take_and_took(tiny_config, tmp_path, capsys):
+    config = tiny_config(f"data.cache_dir={tmp_path / 'cold'}")
+    prepare_experiment(config, str(tmp_path / "experiment"), progress=True)
+    captured = capsys.readouterr()
+    said = captured.err.splitlines()
+    for what in ("the procedural dataset (200 motions)", "captions (hashing", "the evaluator (1 epochs on "):
+        start = [line for line in said if line.startswith("building ") and what in line]
+        end = [line for line in said if line.startswith("built ") and what in line]
+        assert start and all(re.search(r": about \d+ s$", line) for line in start), (what, said)
+        assert len(end) == len(start) and all(re.search(r" in \d+ s$", line) for line in end), (what, said)
+    assert re.search(r"^prepared in \d+ s; the trials start now$", captured.out, re.MULTILINE)

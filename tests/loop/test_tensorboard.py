@@ -10,6 +10,7 @@ from PIL import Image
 from tensorboard import context as tb_context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
 from tensorboard.plugins.hparams import metadata as hparams_metadata
@@ -52,6 +53,10 @@ def write_trial(trial_dir, synthetic_ratio=0.5, strength=1.0, generations=3, res
             logger.log_generation(generation, fake_metrics(generation, strength > 0), frame(generation))
 
 
+def summary_iterator(path: str):
+    return EventFileLoader(path).Load()
+
+
 def load(trial_dir) -> EventAccumulator:
     return EventAccumulator(str(trial_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
 
@@ -74,7 +79,7 @@ def test_trial_hparams_name_the_arm():
 
 def test_three_generations_across_a_resume_read_back_in_order(tmp_path):
     write_trial(tmp_path / "trial")
-    assert len(list((tmp_path / "trial").glob("events.out.tfevents.*"))) == 2
+    assert len(list((tmp_path / "trial").glob("events.out.tfevents.*"))) == 1  # one stream per trial
     events = load(tmp_path / "trial")
     for name in ("fid", "r_precision_top3", "physics/penetration", "train/loss", "time/train_s"):
         scalars = events.Scalars(scalar_tag(name))
@@ -89,6 +94,35 @@ def test_three_generations_across_a_resume_read_back_in_order(tmp_path):
     for generation, image in enumerate(images):
         pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
         assert pixels.shape == (6, 8, 3) and (pixels[..., 0] == 40 * (generation + 1)).all()
+
+
+def test_reruns_and_resumes_append_to_the_trials_one_event_file(tmp_path):
+    """However often a trial is resumed, or rerun with nothing left to do, TensorBoard sees one file:
+    one session start, each generation once."""
+    write_trial(tmp_path / "trial", generations=2, resume_at=1)
+    with TrialLogger(tmp_path / "trial", hparams(0.5, 1.0)):
+        pass  # a rerun of a finished trial logs nothing new
+    with TrialLogger(tmp_path / "trial", hparams(0.5, 1.0)) as logger:  # the sweep extended by one generation
+        logger.log_generation(2, fake_metrics(2))
+    (event_file,) = (tmp_path / "trial").glob("events.out.tfevents.*")
+    events = load(tmp_path / "trial")
+    assert [s.step for s in events.Scalars("eval/fid")] == [0, 1, 2]
+    records = list(summary_iterator(str(event_file)))
+    starts = [r for r in records for v in r.summary.value if v.tag == hparams_metadata.SESSION_START_INFO_TAG]
+    assert len(starts) == 1 and sum(r.HasField("file_version") for r in records) == 1
+
+
+def test_a_record_cut_short_is_dropped_before_appending(tmp_path):
+    with TrialLogger(tmp_path, hparams(0.5, 1.0)) as logger:
+        logger.log_generation(0, fake_metrics(0))
+    (event_file,) = tmp_path.glob("events.out.tfevents.*")
+    whole = event_file.read_bytes()
+    event_file.write_bytes(whole + whole[-40:-3])  # a crash in the middle of writing a record
+    with TrialLogger(tmp_path, hparams(0.5, 1.0)) as logger:
+        logger.log_generation(1, fake_metrics(1))
+    assert list(tmp_path.glob("events.out.tfevents.*")) == [event_file]
+    assert event_file.read_bytes().startswith(whole)
+    assert [s.step for s in load(tmp_path).Scalars("eval/fid")] == [0, 1]
 
 
 def test_hparams_session_is_in_the_trials_own_event_files(tmp_path):
@@ -149,8 +183,11 @@ def test_events_reach_a_uri_after_every_generation(tmp_path):
     assert [s.step for s in load(tmp_path / "remote" / "trial").Scalars("eval/fid")] == [0]
     logger.log_generation(1, fake_metrics(1))
     logger.close()
+    with TrialLogger(uri, hparams(0.5, 1.0)) as logger:  # a resume appends to the uploaded file
+        logger.log_generation(2, fake_metrics(2))
+    assert len(list((tmp_path / "remote" / "trial").glob("events.out.tfevents.*"))) == 1
     events = load(tmp_path / "remote" / "trial")
-    assert [s.step for s in events.Scalars("eval/fid")] == [0, 1]
+    assert [s.step for s in events.Scalars("eval/fid")] == [0, 1, 2]
     assert hparams_metadata.SESSION_END_INFO_TAG in events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
 
 
