@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="paper-style figures and summary tables of a results directory")
     report.add_argument("results", help="<storage>/<experiment> directory of a sweep")
-    report.add_argument("--out", help="output directory (default RESULTS/report)")
+    report.add_argument("--out", help="output directory, local path or URI (default RESULTS/report, beside the results)")
     report.add_argument("--allow-mixed-evaluators", action="store_true",
                         help="report trials scored by different evaluators together (refused by default: their "
                              "FID, R-precision, Matching and Diversity are not comparable)")

@@ -10,13 +10,13 @@ it again gives an equal object.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from scl_ray import storage
 from scl_ray.fields import ConfigError, from_dict, setting, to_dict, validate
 
 Switch = Literal["auto", "on", "off"]
@@ -335,12 +335,7 @@ def config_to_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def save_config(config: Any, path: str | os.PathLike) -> Path:
-    """Write the resolved config as YAML atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(config_to_yaml(config))
-    os.replace(handle.name, path)
+def save_config(config: Any, path: str | os.PathLike) -> str | os.PathLike:
+    """Write the resolved config as YAML atomically (local path or URI); returns `path`."""
+    storage.write_text(path, config_to_yaml(config))
     return path
-

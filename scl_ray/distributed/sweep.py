@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import yaml
 
@@ -51,8 +50,7 @@ def expand_trials(config: Config) -> list[LoopConfig]:
 
 def experiment_dir(config: Config, storage_override: str | None = None) -> str:
     root = storage_override or config.sweep.storage
-    location = storage.join(root, config.sweep.name)
-    return location if storage.is_uri(location) else str(Path(location).expanduser().absolute())
+    return storage.absolute(storage.join(root, config.sweep.name))
 
 
 def finished_generations(config: Config, loops: Iterable[LoopConfig],
