@@ -145,6 +145,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 # ---- diffusion -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from scl_ray import storage
     from scl_ray.distributed.runtime import connect
     from scl_ray.distributed.sweep import experiment_dir
     from scl_ray.distributed.train import train_generation_zero
@@ -152,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.out:
         _check_output("--out", args.out, directory=True)
-    out = args.out or str(Path(experiment_dir(config)) / "train")
+    out = args.out or storage.join(experiment_dir(config), "train")
     checkpoint = train_generation_zero(config, out, connect(config.resources))
     print(f"trained {config.train.steps} steps on {config.loop.train_size} motions; checkpoint: {checkpoint}")
     return 0
@@ -483,12 +484,14 @@ def main(argv: list[str] | None = None) -> int:
     # next Ray call would start a fresh local Ray while the interrupted one shuts down (read at Ray's import).
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     from scl_ray.distributed.runtime import ResourceError
+    from scl_ray.storage import StorageError
 
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # as Ctrl-C
     try:
         return args.func(args)
-    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError) as error:
+    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError,
+            StorageError) as error:
         if os.environ.get("SCL_RAY_DEBUG"):
             raise
         print(f"scl-ray: error: {error}", file=sys.stderr)

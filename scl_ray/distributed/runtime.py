@@ -102,9 +102,15 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
     return ResourcePlan(**{**plan.__dict__, "max_concurrent_trials": fit})
 
 
+# Where pyarrow finds an S3-compatible store (docs/storage.md): forwarded to every Ray worker so that a
+# driver pointed at MinIO or a test endpoint reaches the same one. Credentials are not forwarded (they
+# would show in the job's runtime environment); workers get them from their node.
+STORAGE_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
 def ray_environment() -> dict[str, str]:
-    """Environment that trims Train's start-up (FACTS.md) and keeps runs offline."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT",) if name in os.environ}
+    """Environment that trims Train's start-up (FACTS.md), keeps runs offline and names the storage endpoint."""
+    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", *STORAGE_ENVIRONMENT) if name in os.environ}
     return {
         **forwarded,
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
