@@ -215,7 +215,7 @@ class SweepConfig:
 class ResourcesConfig:
     """What one trial uses (the arithmetic lives in distributed/runtime.py)."""
 
-    ray_address: str | None = setting(None, help="None starts or joins a local Ray; else an address or 'auto'")
+    ray_address: str | None = setting(None, help="None starts a local Ray of its own; else an address, or 'auto' to join a running one")
     device: Literal["auto", "cpu", "cuda"] = setting("auto")
     num_workers: int = setting(1, low=1, help="Ray Train workers per trial")
     cpus_per_worker: float = setting(1.0, low=0.0, low_open=True)

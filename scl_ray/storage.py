@@ -16,7 +16,9 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -200,12 +202,16 @@ def make_dirs(location: str | os.PathLike) -> None:
 
 
 def check_writable(location: str | os.PathLike) -> None:
-    """Raise StorageError unless a file can be written (and removed) under `location`: checked
-    before anything expensive starts."""
+    """Raise StorageError unless files can be written (and removed) under `location`: checked before
+    anything expensive starts."""
     probe = join(location, f".scl-ray-write-check-{uuid.uuid4().hex[:8]}")
-    write_bytes(probe, b"")
-    filesystem, path = resolve(probe)
-    filesystem.delete_file(path)
+    try:
+        write_bytes(probe, b"")
+        filesystem, path = resolve(probe)
+        filesystem.delete_file(path)
+    except OSError as error:
+        cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
+        raise StorageError(f"cannot write to the storage location {location}: {_why(cause)}") from None
 
 
 def write_directory(location: str | os.PathLike, fill: Callable[[str], None]) -> None:
@@ -223,3 +229,80 @@ def write_directory(location: str | os.PathLike, fill: Callable[[str], None]) ->
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class Lock:
+    """A lock file that names its holder and is kept fresh while held (a lease).
+
+    `acquire` creates `location` exclusively (`create_exclusive`); a heartbeat thread rewrites it every
+    `heartbeat_s`. A lock is free when it does not exist, when it was not refreshed for `stale_s` (its
+    holder is gone: a lost node or driver), or when its holder was a process of this machine that no
+    longer runs (a killed driver, so a resume need not wait). Use as a context manager.
+    """
+
+    def __init__(self, location: str | os.PathLike, what: str, heartbeat_s: float = 10.0, stale_s: float = 60.0):
+        self.location, self.what = str(location), what
+        self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
+        self.holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "id": uuid.uuid4().hex})
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> "Lock":
+        if not create_exclusive(self.location, self.holder):
+            if not self._abandoned():
+                raise StorageError(f"{self.what} is already running ({self.location} is held by "
+                                   f"{self._describe()}, refreshed {age_s(self.location):.0f} s ago): wait for it "
+                                   f"to finish or stop it; a lock not refreshed for {self.stale_s:.0f} s is taken over")
+            write_text(self.location, self.holder)  # take it over from a holder that is gone
+        self._thread = threading.Thread(target=self._beat, name="scl-ray-lock-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            if read_text(self.location) == self.holder:
+                filesystem, path = resolve(self.location)
+                filesystem.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "Lock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                write_text(self.location, self.holder)
+            except OSError:
+                pass  # the next beat tries again; a lock unrefreshed for stale_s is free for others
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(read_text(self.location))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _describe(self) -> str:
+        holder = self._holder()
+        return f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
+
+    def _abandoned(self) -> bool:
+        if age_s(self.location) > self.stale_s:
+            return True
+        holder = self._holder()
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False

@@ -41,7 +41,7 @@ TINY_OVERRIDES = (
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides():
     return TINY_OVERRIDES
 
@@ -73,7 +73,8 @@ def s3_endpoint():
 
     Points this process and every process it starts (scl-ray, its Ray workers) at it through the
     environment pyarrow reads for an s3:// URI: AWS_ENDPOINT_URL_S3 (path-style addressing is
-    pyarrow's default with an endpoint override), test credentials and region. Yields the endpoint URL.
+    pyarrow's default with an endpoint override), test credentials and region. Yields the bucket's
+    URI, s3://S3_BUCKET.
     """
     import logging
     import socket
@@ -93,7 +94,7 @@ def s3_endpoint():
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir(S3_BUCKET)
-    yield endpoint
+    yield f"s3://{S3_BUCKET}"
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -108,4 +109,4 @@ def s3_prefix(s3_endpoint, request):
     import re
     import uuid
 
-    return f"s3://{S3_BUCKET}/{re.sub('[^A-Za-z0-9_-]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:8]}"
+    return f"{s3_endpoint}/{re.sub('[^A-Za-z0-9_-]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:8]}"

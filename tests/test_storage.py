@@ -1,6 +1,10 @@
 """Atomic writes and listing on local paths and file:// URIs."""
 
+import json
 import os
+import socket
+import subprocess
+import time
 
 import pytest
 
@@ -133,3 +137,76 @@ def test_tensorboard_events_are_mirrored_to_the_storage(run_root, tmp_path):
     (copy / events[0]).write_bytes(storage.read_bytes(storage.join(trial_dir, events[0])))
     accumulator = EventAccumulator(str(copy), size_guidance={"scalars": 0}).Reload()
     assert [(s.step, s.value) for s in accumulator.Scalars("eval/fid")] == [(0, 2.0), (1, 1.0)]
+
+
+# ---- faults: a full or read-only disk (a real tmpfs, mounted in a user namespace) and the lock -----
+
+def in_small_tmpfs(script: str, options: str) -> subprocess.CompletedProcess:
+    """Run a Python script with a fresh tmpfs mounted (with `options`) at the path in its argv[1]."""
+    import shutil
+    import sys
+    import tempfile
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("needs `unshare -rm` (unprivileged user and mount namespaces) to mount a small tmpfs")
+    mount_point = tempfile.mkdtemp(prefix="scl-ray-tmpfs-")
+    try:
+        return subprocess.run(["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o {options} tmpfs "$1" && shift && '
+                               f'exec "$@"', "sh", mount_point, sys.executable, "-c", script, mount_point],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        os.rmdir(mount_point)
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_the_finished_file():
+    result = in_small_tmpfs("""
+import os, sys
+from scl_ray import storage
+target = os.path.join(sys.argv[1], "gen_001", "model.pt")
+storage.write_bytes(target, b"finished")
+try:
+    storage.write_bytes(target, bytes(512 * 1024))
+except storage.StorageError as error:
+    print(error)
+assert storage.read_bytes(target) == b"finished", "the finished file was damaged"
+assert os.listdir(os.path.dirname(target)) == ["model.pt"], "a temporary file was left"
+""", "size=256k")
+    assert result.returncode == 0, result.stderr
+    assert "cannot write" in result.stdout and "gen_001/model.pt: no space left on the device" in result.stdout
+
+
+def test_unwritable_storage_is_one_clear_error_before_anything_starts():
+    quickstart = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+    result = in_small_tmpfs(f"""
+import sys
+from scl_ray.cli import main
+sys.exit(main(["sweep", {quickstart!r}, "--storage", sys.argv[1] + "/results"]))
+""", "ro,size=64k")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""  # nothing started: no trial list, no Ray
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scl-ray: error: cannot write to the storage location ")
+    assert lines[0].endswith("/results/quickstart: permission denied (make it writable or choose another storage "
+                             "location)")
+
+
+def test_a_held_lock_refuses_a_second_holder_until_it_is_released_or_abandoned(tmp_path):
+    location = tmp_path / "SWEEP_RUNNING"
+    with storage.Lock(location, "a sweep of X", heartbeat_s=0.05):
+        with pytest.raises(storage.StorageError, match=r"a sweep of X is already running .* held by process "
+                                                       rf"{os.getpid()}"):
+            storage.Lock(location, "a sweep of X").acquire()
+    assert not location.exists()  # released
+    # A holder on this machine that no longer runs (a SIGKILLed driver) is taken over at once.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    location.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "id": "x"}))
+    with storage.Lock(location, "a sweep of X"):
+        assert json.loads(location.read_text())["pid"] == os.getpid()
+    # A holder elsewhere is trusted while it refreshes the lock, and taken over once it stops.
+    location.write_text(json.dumps({"pid": 1, "host": "another-node", "id": "y"}))
+    with pytest.raises(storage.StorageError, match="another-node"):
+        storage.Lock(location, "a sweep of X", stale_s=60).acquire()
+    os.utime(location, (time.time() - 120, time.time() - 120))
+    with storage.Lock(location, "a sweep of X", stale_s=60):
+        assert json.loads(location.read_text())["pid"] == os.getpid()

@@ -191,7 +191,9 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
         # The dashboard (on 127.0.0.1, the next free port from 8265) serves the State API that Ray
         # Train's placement-group cleaner polls every second; without it each loop logs a warning a
         # few seconds. It costs about 1.5 s of start-up here.
-        ray.init(num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+        # address="local": a Ray of its own even where another runs on this machine (another sweep's);
+        # without it ray.init finds that one, and refuses to join it with num_cpus. Joining is ray_address=auto.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
     if sigterm not in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM sys.exit; keep a handler the caller set
     return ray
