@@ -68,7 +68,7 @@ S3_BUCKET = "scl-ray-test"
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
+def s3_bucket():
     """A real S3 HTTP endpoint: moto's server on 127.0.0.1 (a free port) holding the bucket S3_BUCKET.
 
     Points this process and every process it starts (scl-ray, its Ray workers) at it through the
@@ -104,9 +104,9 @@ def s3_endpoint():
 
 
 @pytest.fixture
-def s3_prefix(s3_endpoint, request):
+def s3_prefix(s3_bucket, request):
     """A fresh s3:// prefix for one test, in the endpoint's bucket."""
     import re
     import uuid
 
-    return f"{s3_endpoint}/{re.sub('[^A-Za-z0-9_-]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:8]}"
+    return f"{s3_bucket}/{re.sub('[^A-Za-z0-9_-]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,7 @@
 """A sweep on a real S3 endpoint (moto's server): run, report, evaluate, SIGKILL and resume (slow).
 
 Every command runs as its own process, as a user would run it; each starts its own local Ray, whose
-workers inherit the endpoint's environment that the `s3_endpoint` fixture set.
+workers inherit the endpoint's environment that the `s3_bucket` fixture set.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def final_metrics(experiment: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_overrides, tiny_cache, s3_endpoint):
+def uninterrupted(tiny_overrides, tiny_cache, s3_bucket):
     """One uninterrupted sweep on S3: (experiment URI, the overrides every command of this file uses)."""
-    prefix = f"{s3_endpoint}/uninterrupted-{os.getpid()}"
+    prefix = f"{s3_bucket}/uninterrupted-{os.getpid()}"
     words = overrides(tiny_overrides, tiny_cache)
     run(scl_ray("sweep", QUICKSTART, "--storage", prefix, *words))
     return storage.join(prefix, NAME), words
