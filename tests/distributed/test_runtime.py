@@ -3,7 +3,7 @@
 import pytest
 
 from scl_ray.config import ResourcesConfig
-from scl_ray.distributed.runtime import ResourceError, plan_resources
+from scl_ray.distributed.runtime import ResourceError, plan_resources, ray_environment
 
 
 def test_one_cpu_short_is_refused_with_the_numbers():
@@ -62,3 +62,13 @@ def test_the_cli_refuses_an_impossible_local_request_before_starting_ray(tmp_pat
     assert result.stderr.strip() == (f"scl-ray: error: resources.cpus_per_worker = {cores + 1} CPU but this machine "
                                      f"has {cores} CPU core(s); lower it, or run on a cluster (resources.ray_address)")
     assert not (tmp_path / "r").exists()
+
+
+def test_workers_get_the_storage_endpoint_but_not_the_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio.example:9000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    environment = ray_environment()
+    assert environment["AWS_ENDPOINT_URL_S3"] == "http://minio.example:9000"
+    assert environment["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert "AWS_SECRET_ACCESS_KEY" not in environment
