@@ -125,6 +125,12 @@ def ray_environment() -> dict[str, str]:
     }
 
 
+def check_local_request(resources: ResourcesConfig) -> None:
+    """`check_local_machine` unless the run joins a cluster: for commands that write before `init_ray`."""
+    if not (resources.ray_address or os.environ.get("RAY_ADDRESS")):
+        check_local_machine(resources)
+
+
 def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gpus: int | None = None) -> None:
     """Before starting a local Ray: refuse processes that ask for more than this machine has.
 

@@ -19,7 +19,8 @@ import yaml
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
-    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, wait_for_capacity,
+    ResourcePlan, check_local_request, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly,
+    wait_for_capacity,
 )
 from scl_ray.fields import to_dict
 from scl_ray.loop.generation import progress_line
@@ -207,6 +208,7 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     experiment = experiment_dir(config, storage_override)
     if resume:
         check_resumable(experiment)
+    check_local_request(config.resources)  # refused before anything is written
     storage.check_writable(experiment)
     with storage.Lock(storage.join(experiment, SWEEP_LOCK), f"a sweep of {experiment}"):
         check_finished_files(experiment, loops)  # trials go on after their newest finished generation
@@ -252,6 +254,7 @@ def run_single(config: Config, storage_override: str | None = None):
     from scl_ray.loop.resources import prepare_experiment
 
     experiment = experiment_dir(config, storage_override)
+    check_local_request(config.resources)  # refused before anything is written
     storage.check_writable(experiment)
     check_finished_files(experiment, [config.loop])  # a loop goes on after its newest finished generation
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
