@@ -79,7 +79,7 @@ def check_finished_files(experiment: str, loops: Iterable[LoopConfig]) -> None:
     and schema; whole where an accumulating loop reads it back); the shared generation 0's files.
     """
     from scl_ray.diffusion.checkpoint import read_checkpoint
-    from scl_ray.loop.state import CORRECTED, METRICS, MODEL, SYNTHETIC
+    from scl_ray.loop.state import CORRECTED, DONE, METRICS, MODEL, SYNTHETIC
     from scl_ray.motion.store import check_motion_set_file, read_motion_set
 
     def check(location: str, read, redo: str) -> None:
@@ -108,7 +108,7 @@ def check_finished_files(experiment: str, loops: Iterable[LoopConfig]) -> None:
     shared = storage.join(experiment, SHARED_DIR)
     for name in storage.list_dir(shared):
         directory = storage.join(shared, name)
-        if storage.exists(storage.join(directory, "DONE")):
+        if storage.exists(storage.join(directory, DONE)):
             redo = f"delete {directory} to train that generation 0 again"
             check(storage.join(directory, METRICS), storage.read_json, redo)
             check(storage.join(directory, MODEL), read_checkpoint, redo)
