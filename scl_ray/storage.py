@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 
 
 class StorageError(OSError):
-    """A location could not be written (or read): the message names it and says why."""
+    """A location could not be written: the message names it and says why."""
 
 
 def is_uri(location: str | os.PathLike) -> bool:
@@ -111,7 +111,7 @@ def write_with(location: str | os.PathLike, serialize: Callable[[BinaryIO], None
 
 
 def write_serialized(location: str | os.PathLike, serialize: Callable[[BinaryIO], None]) -> None:
-    """Write what `serialize(stream)` produces (e.g. torch.save, np.savez) to `location` atomically."""
+    """`write_with` on a location (the name its first callers use)."""
     write_with(location, serialize)
 
 
