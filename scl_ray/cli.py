@@ -146,6 +146,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 # ---- diffusion -----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from scl_ray import storage
     from scl_ray.distributed.runtime import connect
     from scl_ray.distributed.sweep import experiment_dir
     from scl_ray.distributed.train import train_generation_zero
@@ -153,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.out:
         _check_output("--out", args.out, directory=True)
-    out = args.out or str(Path(experiment_dir(config)) / "train")
+    out = args.out or storage.join(experiment_dir(config), "train")
     checkpoint = train_generation_zero(config, out, connect(config.resources))
     print(f"trained {config.train.steps} steps on {config.loop.train_size} motions; checkpoint: {checkpoint}")
     return 0
@@ -461,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="paper-style figures and summary tables of a results directory")
     report.add_argument("results", help="<storage>/<experiment> directory of a sweep")
-    report.add_argument("--out", help="output directory (default RESULTS/report)")
+    report.add_argument("--out", help="output directory, local path or URI (default RESULTS/report, beside the results)")
     report.add_argument("--allow-mixed-evaluators", action="store_true",
                         help="report trials scored by different evaluators together (refused by default: their "
                              "FID, R-precision, Matching and Diversity are not comparable)")
@@ -504,12 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet = os.environ.get(VERBOSE_ENV)
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"  # read where Ray, Tune and Train are set up, and by every Ray worker
+    from scl_ray.storage import StorageError
 
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # as Ctrl-C
     try:
         return args.func(args)
-    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError) as error:
+    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError,
+            StorageError) as error:
         if os.environ.get("SCL_RAY_DEBUG"):
             raise
         print(f"scl-ray: error: {error}", file=sys.stderr)

@@ -10,13 +10,13 @@ it again gives an equal object.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from scl_ray import storage
 from scl_ray.fields import ConfigError, from_dict, setting, to_dict, validate
 
 Switch = Literal["auto", "on", "off"]
@@ -218,7 +218,7 @@ class SweepConfig:
 class ResourcesConfig:
     """What one trial uses (the arithmetic lives in distributed/runtime.py)."""
 
-    ray_address: str | None = setting(None, help="None starts or joins a local Ray; else an address or 'auto'")
+    ray_address: str | None = setting(None, help="None starts a local Ray of its own; else an address, or 'auto' to join a running one")
     device: Literal["auto", "cpu", "cuda"] = setting("auto")
     num_workers: int = setting(1, low=1, help="Ray Train workers per trial")
     cpus_per_worker: float = setting(1.0, low=0.0, low_open=True)
@@ -338,12 +338,7 @@ def config_to_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def save_config(config: Any, path: str | os.PathLike) -> Path:
-    """Write the resolved config as YAML atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(config_to_yaml(config))
-    os.replace(handle.name, path)
+def save_config(config: Any, path: str | os.PathLike) -> str | os.PathLike:
+    """Write the resolved config as YAML atomically (local path or URI); returns `path`."""
+    storage.write_text(path, config_to_yaml(config))
     return path
-

@@ -42,7 +42,7 @@ TINY_OVERRIDES = (
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides():
     return TINY_OVERRIDES
 
@@ -63,3 +63,51 @@ def tiny_config(tiny_cache, tmp_path):
                                   f"sweep.storage={tmp_path / 'results'}", *overrides])
 
     return make
+
+
+S3_BUCKET = "scl-ray-test"
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """A real S3 HTTP endpoint: moto's server on 127.0.0.1 (a free port) holding the bucket S3_BUCKET.
+
+    Points this process and every process it starts (scl-ray, its Ray workers) at it through the
+    environment pyarrow reads for an s3:// URI: AWS_ENDPOINT_URL_S3 (path-style addressing is
+    pyarrow's default with an endpoint override), test credentials and region. Yields the bucket's
+    URI, s3://S3_BUCKET.
+    """
+    import logging
+    import socket
+
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir(S3_BUCKET)
+    yield f"s3://{S3_BUCKET}"
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@pytest.fixture
+def s3_prefix(s3_bucket, request):
+    """A fresh s3:// prefix for one test, in the endpoint's bucket."""
+    import re
+    import uuid
+
+    return f"{s3_bucket}/{re.sub('[^A-Za-z0-9_-]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def write_results(root) -> None:
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     write_results(root)
-    return root, make_report(root)
+    return root, Path(make_report(root))
 
 
 def read_csv(path) -> list[dict]:
@@ -211,8 +212,11 @@ def test_results_on_a_uri_are_read_the_same(report, tmp_path):
     root, _ = report
     from_uri = load_results(f"file://{root}")
     assert len(from_uri.trials) == len(TRIALS) and len(from_uri.toys) == len(TOYS)
-    with pytest.raises(ReportError, match="pass out_dir"):
-        make_report(f"file://{root}")
+    # A URI's report goes beside its results, on the same storage.
+    report_dir = make_report(f"file://{root}")
+    assert report_dir == f"file://{root}/report"
+    assert (root / "report" / "summary.md").is_file() and (root / "report" / "summary.csv").is_file()
+    assert "fid" in format_summary(report_dir).lower()
 
 
 def test_trials_of_different_evaluators_are_refused_unless_asked_for(tmp_path, capsys):

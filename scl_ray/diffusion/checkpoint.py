@@ -8,9 +8,9 @@ with `weights_only=True` (no pickled code runs on load):
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
-from pathlib import Path
 
 import torch
 
@@ -26,28 +26,30 @@ CHECKPOINT_FORMAT = 1
 ARCHITECTURE_KEYS = ("layers", "width", "heads", "ff_size", "diffusion_steps", "noise_schedule")
 
 
-def write_atomic(state: dict, path: str | os.PathLike) -> Path:
-    """torch.save `state` to path atomically: readers never see half a file."""
-    storage.write_serialized(path, lambda stream: torch.save(state, stream))
-    return Path(path)
+def write_atomic(state: dict, location: str | os.PathLike) -> str | os.PathLike:
+    """torch.save `state` to a local path or URI atomically (`storage.write_with`); returns `location`."""
+    storage.write_with(location, lambda stream: torch.save(state, stream))
+    return location
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict written by `DiffusionTrainer.save_checkpoint`, checking its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+def read_checkpoint(location: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint dict written by `DiffusionTrainer.save_checkpoint` from a local path or URI,
+    checking its format. The one way every checkpoint is read (resume, shared generation 0, sampling)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        data = storage.read_bytes(location)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {location} does not exist") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
         # What torch raises for an empty (EOFError), truncated (RuntimeError from its zip reader) or
         # text (KeyError: an unknown pickle opcode) file; its own message rarely names the file.
         cause = (str(error).splitlines() or [""])[0][:120]
-        raise ValueError(f"checkpoint {path} cannot be read: it is empty, truncated or not a torch file "
+        raise ValueError(f"checkpoint {location} cannot be read: it is empty, truncated or not a torch file "
                          f"({type(error).__name__}: {cause})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not a scl-ray denoiser checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})")
+        raise ValueError(f"{location} is not a scl-ray denoiser checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})")
     return state
 
 

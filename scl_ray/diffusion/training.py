@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -297,8 +296,9 @@ class DiffusionTrainer:
         if state["normalizer"] is not None:
             self.normalizer = normalizer_from_state(state)
 
-    def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the state atomically to path (call it on rank 0 only). extra: plain data or tensors."""
+    def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> str | os.PathLike:
+        """Write the state atomically to path, a local path or URI (call it on rank 0 only); returns path.
+        extra: plain data or tensors."""
         return write_atomic({**self.state_dict(), "extra": extra}, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict | None:

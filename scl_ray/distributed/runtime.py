@@ -104,6 +104,10 @@ def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus
 
 
 VERBOSE_ENV = "SCL_RAY_VERBOSE"  # `scl-ray -v`: set by the CLI, forwarded to every Ray worker
+# Where pyarrow finds an S3-compatible store (docs/storage.md): forwarded to every Ray worker so that a
+# driver pointed at MinIO or a test endpoint reaches the same one. Credentials are not forwarded (they
+# would show in the job's runtime environment); workers get them from their node.
+STORAGE_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 def verbose() -> bool:
@@ -113,8 +117,9 @@ def verbose() -> bool:
 
 def ray_environment() -> dict[str, str]:
     """Environment that trims Train's start-up (a 0.1 s health check, no metrics exporter or preemption
-    watcher: seconds per fit on 2 cores) and keeps runs offline."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV) if name in os.environ}
+    watcher: seconds per fit on 2 cores), keeps runs offline and names the storage endpoint."""
+    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV, *STORAGE_ENVIRONMENT)
+                 if name in os.environ}
     return {
         **forwarded,
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
@@ -127,6 +132,12 @@ def ray_environment() -> dict[str, str]:
         "TRANSFORMERS_OFFLINE": "1",
         "MPLBACKEND": "Agg",
     }
+
+
+def check_local_request(resources: ResourcesConfig) -> None:
+    """`check_local_machine` unless the run joins a cluster: for commands that write before `init_ray`."""
+    if not (resources.ray_address or os.environ.get("RAY_ADDRESS")):
+        check_local_machine(resources)
 
 
 def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gpus: int | None = None) -> None:

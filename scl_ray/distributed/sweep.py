@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import yaml
 
 from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
-    ResourcePlan, cluster_size, init_ray, plan_resources, ray_environment, run_interruptibly, verbose,
+    ResourcePlan, check_local_request, cluster_size, init_ray, plan_resources, ray_environment,
+    run_interruptibly, verbose,
     wait_for_capacity,
 )
 from scl_ray.fields import to_dict
@@ -32,6 +32,7 @@ TUNE_DIR = "_tune"
 TRAIN_DIR = "_train"
 SHARED_DIR = "_shared"  # generation 0 shared by loops that differ only in lambda and strength
 CONFIG_FILE = "config.yaml"  # the resolved config, beside the experiment and in every trial
+SWEEP_LOCK = "SWEEP_RUNNING"  # held by the driver of the sweep that writes the experiment (storage.Lock)
 
 
 def expand_trials(config: Config) -> list[LoopConfig]:
@@ -52,8 +53,7 @@ def expand_trials(config: Config) -> list[LoopConfig]:
 
 def experiment_dir(config: Config, storage_override: str | None = None) -> str:
     root = storage_override or config.sweep.storage
-    location = storage.join(root, config.sweep.name)
-    return location if storage.is_uri(location) else str(Path(location).expanduser().absolute())
+    return storage.absolute(storage.join(root, config.sweep.name))
 
 
 def finished_generations(config: Config, loops: Iterable[LoopConfig],
@@ -70,6 +70,49 @@ def check_resumable(experiment: str) -> None:
         raise FileNotFoundError(f"nothing to resume at {experiment}: no experiment was started there (no "
                                 f"{CONFIG_FILE}); check the storage location and sweep.name, or start the sweep "
                                 "without resuming")
+
+
+def check_finished_files(experiment: str, loops: Iterable[LoopConfig]) -> None:
+    """Before a loop resumes: raise ValueError, naming the file and what to do, if a file that a
+    finished (DONE) generation left and that the resume reads is damaged (truncated, corrupt, empty).
+
+    Checked: every metrics.json; the newest finished model.pt (whole); every Parquet set (its footer
+    and schema; whole where an accumulating loop reads it back); the shared generation 0's files.
+    """
+    from scl_ray.diffusion.checkpoint import read_checkpoint
+    from scl_ray.loop.state import CORRECTED, DONE, METRICS, MODEL, SYNTHETIC
+    from scl_ray.motion.store import check_motion_set_file, read_motion_set
+
+    def check(location: str, read, redo: str) -> None:
+        try:
+            read(location)
+        except (ValueError, OSError) as error:
+            cause = (str(error).splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"cannot resume: {location} is damaged ({cause}); {redo}, then resume again") from None
+
+    for loop in loops:
+        trial = TrialDirectory(storage.join(experiment, trial_name(loop)))
+        done = trial.done_generations()
+        for generation in done:
+            redo = (f"delete {trial.generation(generation)} and every later gen_* directory of "
+                    f"{trial_name(loop)} to compute them again")
+            for name in storage.list_dir(trial.generation(generation)):
+                location = trial.file(generation, name)
+                if name == METRICS:
+                    check(location, storage.read_json, redo)
+                elif name == MODEL and generation == done[-1]:
+                    check(location, read_checkpoint, redo)
+                elif name in (SYNTHETIC, CORRECTED) and loop.accumulate:
+                    check(location, read_motion_set, redo)
+                elif name.endswith(".parquet"):
+                    check(location, check_motion_set_file, redo)
+    shared = storage.join(experiment, SHARED_DIR)
+    for name in storage.list_dir(shared):
+        directory = storage.join(shared, name)
+        if storage.exists(storage.join(directory, DONE)):
+            redo = f"delete {directory} to train that generation 0 again"
+            check(storage.join(directory, METRICS), storage.read_json, redo)
+            check(storage.join(directory, MODEL), read_checkpoint, redo)
 
 
 def trial_config(config: Config, loop: LoopConfig) -> Config:
@@ -174,15 +217,23 @@ def run_sweep(config: Config, storage_override: str | None = None, resume: bool 
     # `scl-ray -v` keeps Tune's own output (its status tables) as well.
     if not verbose():
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    loops = expand_trials(config)
+    experiment = experiment_dir(config, storage_override)
+    if resume:
+        check_resumable(experiment)
+    check_local_request(config.resources)  # refused before anything is written
+    storage.check_writable(experiment)
+    with storage.Lock(storage.join(experiment, SWEEP_LOCK), f"a sweep of {experiment}"):
+        check_finished_files(experiment, loops)  # trials go on after their newest finished generation
+        return _run_tuner(config, loops, experiment, resume)
+
+
+def _run_tuner(config: Config, loops: list[LoopConfig], experiment: str, resume: bool):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from scl_ray.loop.resources import prepare_experiment
 
-    loops = expand_trials(config)
-    experiment = experiment_dir(config, storage_override)
-    if resume:
-        check_resumable(experiment)
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
     init_ray(config.resources, min_cpus=per_trial * (config.sweep.max_concurrent_trials or 1))
     plan = _plan(config, config.sweep.max_concurrent_trials)
@@ -217,6 +268,9 @@ def run_single(config: Config, storage_override: str | None = None):
     from scl_ray.loop.resources import prepare_experiment
 
     experiment = experiment_dir(config, storage_override)
+    check_local_request(config.resources)  # refused before anything is written
+    storage.check_writable(experiment)
+    check_finished_files(experiment, [config.loop])  # a loop goes on after its newest finished generation
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
     init_ray(config.resources, min_cpus=per_trial)
     plan = _plan(config, 1)

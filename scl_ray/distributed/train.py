@@ -11,7 +11,6 @@ resumes from the newest finished generation through it.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import ray.train.torch
 from ray.train import Checkpoint, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
 from scl_ray.fields import to_dict
@@ -33,7 +33,7 @@ from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import trial_name
 from scl_ray.loop.resources import LoopResources, prepare_experiment
-from scl_ray.loop.state import TrialDirectory
+from scl_ray.loop.state import MODEL, TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
 from scl_ray.motion.store import MotionSet
 
@@ -137,7 +137,7 @@ def report_generation(rank: int, logger=None, announce: bool = False) -> Callabl
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
-                Path(folder, POINTER).write_text(json.dumps({"generation": generation, "directory": generation_dir}))
+                storage.write_json(storage.join(folder, POINTER), {"generation": generation, "directory": generation_dir})
                 checkpoint = Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -258,7 +258,7 @@ def generation_zero_worker(worker_config: dict) -> dict:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            model.load(str(Path(folder) / "model.pt"))
+            model.load(storage.join(folder, MODEL))
     chunk = max(1, worker_config["report_every"])
     while model.trainer.step < config.train.steps:
         steps = min(chunk, config.train.steps - model.trainer.step)
@@ -267,35 +267,35 @@ def generation_zero_worker(worker_config: dict) -> dict:
             print(f"step {model.trainer.step}/{config.train.steps}: loss {stats['loss']:.4f}", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
-                model.save(str(Path(folder) / "model.pt"))
+                model.save(storage.join(folder, MODEL))
             ray.train.report({"loss": stats["loss"], "step": model.trainer.step},
                              checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
     return {"step": model.trainer.step}
 
 
-def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, report_every: int = 200) -> Path:
-    """Run `scl-ray train`; returns the path of the final checkpoint (model.pt).
+def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, report_every: int = 200) -> str:
+    """Run `scl-ray train`; returns the location of the final checkpoint (out_dir/model.pt).
 
-    The driver writes the data and caption embeddings into out_dir first (`prepare_experiment`, no
-    evaluator: training does not evaluate), and every worker reads them from there.
+    out_dir: a local path or URI. The driver writes the data and caption embeddings into it first
+    (`prepare_experiment`, no evaluator: training does not evaluate), and every worker reads them from there.
     """
-    out = Path(out_dir).expanduser().absolute()
-    prepare_experiment(config, str(out), evaluator=False)
+    out = storage.absolute(out_dir)
+    parent, name = storage.split(out)
+    prepare_experiment(config, out, evaluator=False)
     trainer = TorchTrainer(
         generation_zero_worker,
         train_loop_config={"config": to_dict(config), "cpus": plan.worker_cpus, "use_gpu": plan.use_gpu,
                            "report_every": report_every, "experiment": str(out)},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
                                      resources_per_worker={"CPU": plan.worker_cpus}),
-        run_config=RunConfig(name=out.name, storage_path=str(out.parent), logging_config=train_logging(),
+        run_config=RunConfig(name=name, storage_path=parent, logging_config=train_logging(),
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
     result = run_interruptibly(trainer.fit)
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint: {result.error}")
+    final = storage.join(out, MODEL)
     with result.checkpoint.as_directory() as folder:
-        final = out / "model.pt"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        final.write_bytes((Path(folder) / "model.pt").read_bytes())
+        storage.write_bytes(final, storage.read_bytes(storage.join(folder, MODEL)))
     return final
 

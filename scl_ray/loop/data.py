@@ -11,9 +11,6 @@ machine; not with another instruction set: measured, see resources.py).
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +47,10 @@ def dataset_root(data: DataConfig, progress: bool = True) -> Path:
         return root
     from scl_ray.motion.procedural import write_procedural_dataset
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
-    try:
-        with building(f"the procedural dataset ({data.procedural_num} motions) in {root}",
-                      data.procedural_num * PROCEDURAL_S_PER_MOTION, progress):
-            write_procedural_dataset(staging, num=data.procedural_num, seed=data.procedural_seed)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            if not (root / "Std.npy").is_file():  # another process won the race only if it finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with building(f"the procedural dataset ({data.procedural_num} motions) in {root}",
+                  data.procedural_num * PROCEDURAL_S_PER_MOTION, progress):
+        storage.write_directory(root, lambda staging: write_procedural_dataset(
+            Path(staging), num=data.procedural_num, seed=data.procedural_seed))
     return root
 
 

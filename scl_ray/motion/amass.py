@@ -32,6 +32,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vert
 from smplx.utils import Struct
 from tqdm import tqdm
 
+from scl_ray import storage
 from scl_ray.motion import humanml3d
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import NUM_JOINTS, Skeleton
@@ -256,7 +257,8 @@ def convert_amass(
         if sequence.gender not in body_models:
             body_models[sequence.gender] = load_smplh(model_dir, sequence.gender, device)
         joints = sequence_joints(sequence, body_models[sequence.gender])
-        _save_npy_atomic(Path(out_dir) / JOINTS_DIR / f"{motion_id}.npy", joints.astype(np.float32))
+        storage.write_with(Path(out_dir) / JOINTS_DIR / f"{motion_id}.npy",
+                           lambda stream: np.save(stream, joints.astype(np.float32), allow_pickle=False))
         if captions is None:
             continue
         if len(joints) < 2:
@@ -266,14 +268,3 @@ def convert_amass(
         record = humanml3d.MotionRecord(motion_id, features, texts, joints=features_to_joints(features))
         humanml3d.write_motion(out_dir, record)
     return ids
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -17,8 +17,6 @@ Round trips are exact: feature bytes (NaN included) and stats survive unchanged.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Sequence
 
@@ -28,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from scl_ray import storage
 from scl_ray.motion.humanml3d import FEATURE_DIM, MAX_FRAMES, MotionRecord
 
 FORMAT_VERSION = "1"
@@ -202,36 +201,15 @@ def _unpack_features(column: pa.ChunkedArray, where: str) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def _filesystem(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
-    if filesystem is not None:
-        return filesystem, uri
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
 def write_motion_set(motion_set: MotionSet, uri: str, filesystem: pafs.FileSystem | None = None) -> None:
     """Write a set to a Parquet file at a local path or a pyarrow filesystem URI (file://, s3://, …).
 
     filesystem: when given, `uri` is a path inside it (e.g. Ray's storage filesystem).
-    Atomic: on local filesystems a temporary file in the same directory is moved into place; on
-    object stores a single put is atomic already.
+    Atomic (`storage.write_with`).
     """
     table = motion_set.to_table()
-    filesystem, path = _filesystem(uri, filesystem)
-    parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
-    if parent:
-        filesystem.create_dir(parent, recursive=True)
-    if filesystem.type_name != "local":
-        pq.write_table(table, path, filesystem=filesystem, use_dictionary=_DICTIONARY_COLUMNS)
-        return
-    temporary = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        pq.write_table(table, temporary, filesystem=filesystem, use_dictionary=_DICTIONARY_COLUMNS)
-        filesystem.move(temporary, path)
-    finally:
-        if filesystem.get_file_info(temporary).type != pafs.FileType.NotFound:
-            filesystem.delete_file(temporary)
+    storage.write_with(uri, lambda stream: pq.write_table(table, stream, use_dictionary=_DICTIONARY_COLUMNS),
+                       filesystem)
 
 
 def read_motion_set(uri: str, filesystem: pafs.FileSystem | None = None) -> MotionSet:
@@ -260,7 +238,7 @@ def check_motion_set_file(uri: str, filesystem: pafs.FileSystem | None = None) -
 
 def _located(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) of an existing motion set file or directory; FileNotFoundError if there is none."""
-    filesystem, path = _filesystem(uri, filesystem)
+    filesystem, path = storage.resolve(uri, filesystem)
     if filesystem.get_file_info(path).type not in (pafs.FileType.File, pafs.FileType.Directory):
         raise FileNotFoundError(f"{uri}: no motion set file or directory there")
     return filesystem, path

@@ -3,7 +3,7 @@
     report_dir = make_report("~/scl-ray-results/scl")
     print(format_summary(report_dir))
 
-writes into report_dir (default RESULTS/report):
+writes into report_dir (default RESULTS/report, on the same storage as RESULTS: a local path or URI):
   <metric>_n<N>.png   per train size n and metric (fid, r_precision_top3, matching_score, diversity,
                       multimodality, physics/*): a panel per synthetic ratio, a line per arm (mean over
                       seeds; band: the 95% bootstrap interval, seeds' min and max dotted), the baseline
@@ -21,6 +21,7 @@ name different evaluators is refused (ReportError naming the trials behind each 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from scl_ray import storage
@@ -36,19 +37,26 @@ __all__ = ["ReportError", "Results", "format_summary", "load_results", "make_rep
 
 
 def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                allow_mixed_evaluators: bool = False) -> Path:
+                allow_mixed_evaluators: bool = False) -> str:
     """Write the figures and tables of every trial and toy run under `results_dir`; returns out_dir.
 
-    results_dir: local path or pyarrow URI (s3://...). out_dir: local directory, default
-    results_dir/report (a URI results_dir needs an explicit out_dir). allow_mixed_evaluators: show
-    trials scored by different evaluators together instead of refusing (`check_evaluators`).
+    results_dir: local path or pyarrow URI (s3://...). out_dir: local path or URI, default
+    results_dir/report; a URI's files are drawn in a local temporary directory and then stored
+    there (`storage.write_bytes`). allow_mixed_evaluators: show trials scored by different
+    evaluators together instead of refusing (`check_evaluators`).
     """
-    if out_dir is None:
-        if storage.is_uri(results_dir):
-            raise ReportError(f"{results_dir} is not a local directory: pass out_dir, a local directory "
-                              "for the report's files")
-        out_dir = Path(results_dir).expanduser() / "report"
-    out_dir = Path(out_dir).expanduser()
+    out_dir = storage.absolute(out_dir if out_dir is not None else storage.join(results_dir, "report"))
+    if not storage.is_uri(out_dir):
+        _write_report(results_dir, Path(out_dir), allow_mixed_evaluators)
+        return out_dir
+    with tempfile.TemporaryDirectory(prefix="scl-ray-report-") as staging:
+        _write_report(results_dir, Path(staging), allow_mixed_evaluators)
+        for path in sorted(Path(staging).iterdir()):
+            storage.write_bytes(storage.join(out_dir, path.name), path.read_bytes())
+    return out_dir
+
+
+def _write_report(results_dir: str | os.PathLike, out_dir: Path, allow_mixed_evaluators: bool) -> None:
     results = load_results(results_dir)
     if not allow_mixed_evaluators:
         check_evaluators(results.trials)
@@ -79,5 +87,4 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         pictures.append(figures.toy_figure(results.toys, out_dir))
     sections.append("## Figures\n\n" + "\n".join(f"![{path.stem}]({path.name})" for path in pictures))
     (out_dir / SUMMARY_MD).write_text("\n\n".join(sections) + "\n")
-    return out_dir
 

@@ -14,12 +14,14 @@ one experiment give the same file.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from scl_ray import storage
 from scl_ray.evaluation.metrics import interval_names
 from scl_ray.report.metrics import SHORT_LABELS, best_value, better, metric_label
 from scl_ray.report.results import (
@@ -151,17 +153,15 @@ def seeds_markdown(trials: list[TrialResult], metrics: list[str], statistic: str
 
 def format_summary(report_dir: str | os.PathLike) -> str:
     """A compact terminal table of a report's summary.csv (and toy_summary.csv) written by make_report."""
-    report_dir = Path(report_dir)
     blocks = []
-    if (report_dir / SUMMARY_CSV).is_file():
-        with open(report_dir / SUMMARY_CSV, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+    summary, toy = storage.join(report_dir, SUMMARY_CSV), storage.join(report_dir, TOY_CSV)
+    if storage.exists(summary):
+        rows = list(csv.DictReader(io.StringIO(storage.read_text(summary), newline="")))
         columns = [column for column in TERMINAL_COLUMNS if rows and column in rows[0]]
         blocks.append(_aligned([TERMINAL_COLUMNS[c] for c in columns],
                                [[_cell(row[c]) for c in columns] for row in rows]))
-    if (report_dir / TOY_CSV).is_file():
-        with open(report_dir / TOY_CSV, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+    if storage.exists(toy):
+        rows = list(csv.DictReader(io.StringIO(storage.read_text(toy), newline="")))
         blocks.append("Gaussian toy, final W2 (mean over seeds)\n" + _aligned(
             ["corrector", "γ", "seeds", "W2"],
             [[row["corrector"], _cell(row["gamma"]), row["seeds"], _cell(row["final_w2_mean"])] for row in rows]))

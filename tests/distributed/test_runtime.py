@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from scl_ray.config import ResourcesConfig
-from scl_ray.distributed.runtime import ResourceError, plan_resources
+from scl_ray.distributed.runtime import ResourceError, plan_resources, ray_environment
 
 
 def test_one_cpu_short_is_refused_with_the_numbers():
@@ -108,3 +108,13 @@ def test_a_local_ray_is_started_even_where_another_runs_on_the_machine(monkeypat
     monkeypatch.setenv("SCL_RAY_VERBOSE", "1")
     init_ray(ResourcesConfig(cpus_per_worker=1.0))
     assert calls[1]["logging_level"] == logging.INFO
+
+
+def test_workers_get_the_storage_endpoint_but_not_the_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio.example:9000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    environment = ray_environment()
+    assert environment["AWS_ENDPOINT_URL_S3"] == "http://minio.example:9000"
+    assert environment["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert "AWS_SECRET_ACCESS_KEY" not in environment

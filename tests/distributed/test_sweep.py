@@ -35,7 +35,7 @@ def test_two_trial_sweep_shares_generation_zero_and_reports(ray_local, tiny_conf
     assert histories[0.0][0]["fid"] == histories[0.5][0]["fid"]  # one generation 0, shared
     assert sum("time/shared_generation_zero_s" in h[0] for h in histories.values()) == 1
     assert "correction/corrected" in histories[0.5][1] and "correction/corrected" not in histories[0.0][1]
-    report = make_report(experiment)
+    report = Path(make_report(experiment))
     assert (report / "summary.csv").is_file() and list(report.glob("fid_*.png"))
 
 

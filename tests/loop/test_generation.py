@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -275,3 +277,30 @@ def test_generation_zero_is_shared_only_between_loops_of_one_seed_and_size():
     assert key(seed=0, synthetic_ratio=0.0, strength=0.0) == key(seed=0, synthetic_ratio=1.0, strength=0.5)
     assert key(seed=0) != key(seed=1)
     assert key(train_size=64) != key(train_size=128)
+
+
+def test_a_full_disk_mid_generation_marks_nothing_done_and_the_resume_recovers(tmp_path, monkeypatch):
+    loop = LoopConfig(generations=3, train_size=20, synthetic_ratio=1.0, strength=0.5, steps_per_generation=5)
+    real = Values(np.linspace(0, 1, 20))
+    full = SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), TrialDirectory(tmp_path / "a")).run()
+
+    directory = TrialDirectory(tmp_path / "b")
+    replace = os.replace
+
+    def disk_full_at_generation_2_model(source, target):
+        # The rename that would publish gen_002/model.pt: the disk filled up while it was written.
+        if str(target).endswith("gen_002/model.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full_at_generation_2_model)
+    with pytest.raises(storage.StorageError, match="gen_002/model.pt: no space left on the device"):
+        SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), directory).run()
+    monkeypatch.undo()
+    assert directory.done_generations() == [0, 1]
+    assert not storage.exists(directory.file(2, "model.pt"))
+    assert not [name for name in os.listdir(directory.generation(2)) if name.startswith(".")]  # no temporary
+
+    resumed = SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), directory).run()
+    assert [m["generation"] for m in resumed] == [2, 3]
+    assert resumed[-1]["distance"] == full[-1]["distance"]
