@@ -130,3 +130,29 @@ def age_s(location: str | os.PathLike) -> float:
 def make_dirs(location: str | os.PathLike) -> None:
     filesystem, path = resolve(location)
     filesystem.create_dir(path, recursive=True)
+
+
+def local_path(location: str | os.PathLike) -> str | None:
+    """The local path of a local location or a file:// URI; None for other URIs (object stores)."""
+    filesystem, path = resolve(location)
+    return path if isinstance(filesystem, pafs.LocalFileSystem) else None
+
+
+def create_once(location: str | os.PathLike, text: str, settle_s: float = 1.0) -> bool:
+    """Create `location` holding `text` unless it exists; True if this call created it.
+
+    Local paths and file:// URIs use an exclusive create (`create_exclusive`), so of many callers
+    exactly one wins. An object store has no exclusive create in pyarrow: the call writes, waits
+    `settle_s` and reads back, and wins if its text is still there; two callers that write within
+    `settle_s` of each other may both win (so callers must tolerate a rare second winner).
+    """
+    path = local_path(location)
+    if path is not None:
+        return create_exclusive(path, text)
+    if exists(location):
+        return False
+    write_text(location, text)
+    import time
+
+    time.sleep(settle_s)
+    return read_text(location) == text
