@@ -22,6 +22,7 @@ import numpy as np
 from scl_ray.config import LoopConfig
 from scl_ray.loop.plan import GenerationPlan, arm_name, plan_generation, replacement_mask
 from scl_ray import storage
+from scl_ray.loop.generation_zero import copy_generation_zero
 from scl_ray.loop.lease import Lease
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
@@ -260,12 +261,7 @@ class SelfConsumingLoop:
 
     def _publish_generation_zero(self) -> None:
         """Copy this loop's finished generation 0 to the shared place (DONE last)."""
-        shared = self.parts.shared_generation_zero
-        for name in (MODEL, METRICS, EVAL_SAMPLES):
-            source = self.directory.file(0, name)
-            if storage.exists(source):
-                storage.write_bytes(storage.join(shared, name), storage.read_bytes(source))
-        storage.write_text(storage.join(shared, DONE), "shared generation 0\n")
+        copy_generation_zero(self.directory.generation(0), self.parts.shared_generation_zero)
 
     def _reuse_generation_zero(self, started: float) -> dict[str, float]:
         """Generation 0 from the shared place: same weights, same metrics, no training."""
