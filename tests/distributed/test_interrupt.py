@@ -182,7 +182,7 @@ def uninterrupted_generation_zero_sweep(tmp_path_factory, tiny_cache, own_ray_di
 
 def in_generation_zero(experiment: Path):
     """Ready once a trial holds the claim on generation 0 and none has finished it."""
-    return lambda: any(experiment.glob("_shared/gen0_*/CLAIMED.0")) and not any(experiment.glob("n*/gen_000/DONE"))
+    return lambda: any(experiment.glob("_shared/gen0_*/CLAIMED*")) and not any(experiment.glob("n*/gen_000/DONE"))
 
 
 @pytest.mark.slow
