@@ -14,7 +14,9 @@ import pytest
 from scl_ray import storage
 from scl_ray.loop.lease import Lease, holder_id
 
-FAST = {"heartbeat_s": 0.05, "timeout_s": 0.6, "poll_s": 0.02}
+# Short enough for a unit test, long enough that a holder starved of CPU for a moment (2 cores, a load of
+# 60 measured while these were written) still refreshes in time.
+FAST = {"heartbeat_s": 0.1, "timeout_s": 2.0, "poll_s": 0.02}
 
 
 def dead(lease: Lease) -> None:
@@ -30,7 +32,7 @@ def test_a_dead_holder_is_taken_over_after_the_timeout(tmp_path):
     started = time.monotonic()
     assert waiter.acquire_or_wait(lambda: False)
     waited = time.monotonic() - started
-    assert FAST["timeout_s"] <= waited < FAST["timeout_s"] + 2
+    assert FAST["timeout_s"] <= waited < FAST["timeout_s"] + 5
     claim = waiter.current()
     assert (claim.epoch, claim.holder) == (1, waiter.holder)
     waiter.release()
@@ -43,7 +45,7 @@ def test_a_live_holder_is_not_taken_over(tmp_path):
     outcome = []
     thread = threading.Thread(target=lambda: outcome.append(waiter.acquire_or_wait(finished.is_set)))
     thread.start()
-    time.sleep(5 * FAST["timeout_s"])
+    time.sleep(2 * FAST["timeout_s"])
     assert thread.is_alive() and holder.current().holder == holder.holder
     finished.set()  # the holder published its result
     thread.join(5)
@@ -65,7 +67,7 @@ def test_of_two_waiters_on_a_dead_claim_exactly_one_takes_over(tmp_path):
     deadline = time.monotonic() + 10
     while not outcomes and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(3 * FAST["timeout_s"])  # the loser keeps waiting: the winner's lease is alive
+    time.sleep(2 * FAST["timeout_s"])  # the loser keeps waiting: the winner's lease is alive
     assert list(outcomes.values()) == [True]
     finished.set()
     for thread in threads:
@@ -126,7 +128,7 @@ def test_a_waiter_says_what_it_waits_for_once_and_then_every_interval(tmp_path):
     stop = time.monotonic() + 2.5
     assert not waiter.acquire_or_wait(lambda: time.monotonic() > stop)
     holder.release()
-    assert len(lines) == 3, lines
+    assert 2 <= len(lines) <= 3, lines  # at 0, 1 and 2 s (a late poll may miss the last), not every poll
     assert lines[0].startswith(f"waiting for generation 0 of gen0_abc, held by {holder.holder}, lease refreshed ")
     assert lines[0].endswith("s ago")
 
