@@ -206,6 +206,8 @@ class SweepConfig:
     seeds: tuple[int, ...] = setting((0,), low=0)
     max_concurrent_trials: int | None = setting(None, low=1, help="default: as many as resources allow")
     max_failures: int = setting(2, low=0, help="retries of a failed trial from its last finished generation")
+    reuse_generation_zero: bool = setting(True, help="reuse a generation 0 that an earlier run with the same settings "
+                                          "cached under data.cache_dir/generation_zero, and cache this sweep's")
 
     def __post_init__(self) -> None:
         validate(self)

@@ -166,18 +166,21 @@ def list_dir(location: str | os.PathLike) -> list[str]:
     return sorted(info.base_name for info in infos)
 
 
-def create_exclusive(location: str | os.PathLike, text: str) -> bool:
-    """Create a file only if it does not exist yet; False if it already does.
+def create_exclusive(location: str | os.PathLike, text: str, settle_s: float = 1.0) -> bool:
+    """Create a file holding `text` only if it does not exist yet; True if this call created it.
 
-    Atomic on a local disk (O_EXCL). Object stores offer no create-if-absent through pyarrow, so
-    there it is check, put, read back: two writers racing within one round trip may both win.
+    Atomic on a local disk (O_EXCL): of many callers exactly one wins. Object stores offer no
+    create-if-absent through pyarrow, so there it is check, put, wait `settle_s`, read back: the
+    caller wins if its text is still there. `text` must be unique to the caller (name the holder),
+    and two callers writing within `settle_s` of each other may both win.
     """
-    if is_uri(location):
+    if is_uri(location) and local_path(location) is None:
         if exists(location):
             return False
-        token = f"{text}{uuid.uuid4().hex}\n"
-        write_text(location, token)
-        return read_text(location) == token
+        write_text(location, text)
+        time.sleep(settle_s)
+        return read_text(location) == text
+    location = local_path(location) if is_uri(location) else location
     path = Path(str(location)).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,3 +316,9 @@ class Lock:
         except PermissionError:
             return False
         return False
+
+
+def local_path(location: str | os.PathLike) -> str | None:
+    """The local path of a local location or a file:// URI; None for other URIs (object stores)."""
+    filesystem, path = resolve(location)
+    return path if isinstance(filesystem, pafs.LocalFileSystem) else None

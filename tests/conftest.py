@@ -39,6 +39,8 @@ TINY_OVERRIDES = (
     "evaluate.evaluator.embed_dim=32", "correct.sim_hz=100", "correct.batch_size=4", "sweep.train_size=[16]",
     # A pool never holds a caption twice, and the test split of 200 procedural motions holds 20.
     "evaluate.r_precision_batch=16",
+    # Tests share one cache: a sweep of one test must not reuse the generation 0 another test's cached.
+    "sweep.reuse_generation_zero=false",
 )
 
 

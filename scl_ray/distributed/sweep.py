@@ -232,6 +232,7 @@ def _run_tuner(config: Config, loops: list[LoopConfig], experiment: str, resume:
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from scl_ray.loop.generation_zero import restore_from_cache, store_in_cache
     from scl_ray.loop.resources import prepare_experiment
 
     per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
@@ -240,7 +241,10 @@ def _run_tuner(config: Config, loops: list[LoopConfig], experiment: str, resume:
     print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
     storage.make_dirs(experiment)
     storage.write_text(storage.join(experiment, CONFIG_FILE), config_to_yaml(config))
-    prepare_experiment(config, experiment)  # data, caption embeddings, evaluator: once, before any trial
+    evaluator_hash = prepare_experiment(config, experiment)  # data, embeddings, evaluator: once, before any trial
+    shared_root, trial_configs = storage.join(experiment, SHARED_DIR), [trial_config(config, loop) for loop in loops]
+    if config.sweep.reuse_generation_zero:
+        restore_from_cache(trial_configs, shared_root, evaluator_hash)
     trainable = tune.with_resources(run_trial, {"CPU": plan.trial_cpus})
     started = longest_first(config, loops)
     GenerationPrinter = _generation_printer()
@@ -259,7 +263,11 @@ def _run_tuner(config: Config, loops: list[LoopConfig], experiment: str, resume:
                                                  CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=config.sweep.max_failures)),
         )
-    return run_interruptibly(tuner.fit)
+    try:
+        return run_interruptibly(tuner.fit)
+    finally:
+        if config.sweep.reuse_generation_zero:
+            store_in_cache(trial_configs, shared_root, evaluator_hash)
 
 
 def run_single(config: Config, storage_override: str | None = None):

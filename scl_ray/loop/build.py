@@ -16,7 +16,7 @@ from scl_ray import storage
 from scl_ray.config import Config
 from scl_ray.evaluation.metrics import split_interval
 from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
-from scl_ray.loop.plan import generation_zero_key
+from scl_ray.loop.generation_zero import shared_name
 from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
 from scl_ray.loop.resources import LoopResources
 from scl_ray.loop.state import EVALUATOR_METRIC, TrialDirectory
@@ -85,8 +85,7 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         summarize_correction=lambda synthetic, corrected: summarize_correction(synthetic, corrected, evaluation),
         is_writer=rank == 0,
         keep_failed=config.correct.on_failure == "raw",
-        shared_generation_zero=(storage.join(shared_root, f"gen0_{generation_zero_key(config)}")
-                                if shared_root else None),
+        shared_generation_zero=storage.join(shared_root, shared_name(config)) if shared_root else None,
     )
     if report is not None:
         parts.report = report

@@ -12,8 +12,6 @@ the Gaussian toy: what a generation *does* is here, how each stage runs is in th
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,15 +22,14 @@ import numpy as np
 from scl_ray.config import LoopConfig
 from scl_ray.loop.plan import GenerationPlan, arm_name, plan_generation, replacement_mask
 from scl_ray import storage
+from scl_ray.loop.generation_zero import copy_generation_zero
+from scl_ray.loop.lease import Lease
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
 # What became of each synthetic item: corrected; failed (the corrector could not correct it, and it
 # comes back as sampled); nonfinite (NaN or inf, never trained on); uncorrected (by design: an arm
 # that does not correct).
 STATUSES = ("corrected", "failed", "nonfinite", "uncorrected")
-CLAIM = "CLAIMED"
-CLAIM_STALE_S = 6 * 3600.0
-CLAIM_POLL_S = 2.0
 
 
 class LoopError(RuntimeError):
@@ -180,16 +177,27 @@ class SelfConsumingLoop:
         return ran
 
     def run_generation(self, plan: GenerationPlan) -> dict[str, float]:
+        started = time.perf_counter()
+        lease = None
+        if plan.from_scratch and self.parts.shared_generation_zero and self.directory is not None:
+            decision = None
+            if self.parts.is_writer:
+                lease = self._shared_lease()
+                decision = "train" if lease is not None else "reuse"
+            if self.parts.broadcast(decision) == "reuse":
+                return self._reuse_generation_zero(started)
+        try:
+            return self._train_generation(plan, started)
+        finally:
+            if lease is not None:  # after publishing, or on an error (then a waiting loop takes over at once)
+                lease.release()
+
+    def _train_generation(self, plan: GenerationPlan, started: float) -> dict[str, float]:
         parts, directory, g = self.parts, self.directory, plan.generation
         writer = parts.is_writer and directory is not None
         timings: dict[str, float] = {}
         metrics: dict[str, float] = {"generation": float(g)}
-        started = time.perf_counter()
         training_set = parts.real
-        if plan.from_scratch and parts.shared_generation_zero and directory is not None:
-            decision = parts.broadcast(self._shared_decision() if parts.is_writer else None)
-            if decision == "reuse":
-                return self._reuse_generation_zero(started)
         if plan.from_scratch:
             parts.model.reset(plan.seed)
         elif plan.num_synthetic > 0:
@@ -252,33 +260,20 @@ class SelfConsumingLoop:
     def _shared_ready(self) -> bool:
         return storage.exists(storage.join(self.parts.shared_generation_zero, DONE))
 
-    def _shared_decision(self) -> str:
-        """"reuse" the shared generation 0, or "train" it (and publish it after).
+    def _shared_lease(self) -> Lease | None:
+        """The claim on the shared generation 0 if this loop is to train it (it must release it),
+        None if another loop has finished it (then reuse it).
 
-        The first loop to claim it trains; loops that find a live claim wait for its DONE rather
-        than compute the same model again. A claim older than CLAIM_STALE_S (its loop died) is
-        ignored. Claims need an exclusive create, so on object stores every loop that finds no
-        DONE trains (the results are the same; only time is lost).
+        The first loop to claim it trains; the others wait for its DONE rather than compute the same
+        model again, and take over a claim whose holder is gone (`loop/lease.py`).
         """
-        if self._shared_ready():
-            return "reuse"
-        claim = storage.join(self.parts.shared_generation_zero, CLAIM)
-        if storage.is_uri(claim) or storage.create_exclusive(claim, f"{os.getpid()}@{socket.gethostname()}\n"):
-            return "train"
-        while storage.age_s(claim) < CLAIM_STALE_S:
-            if self._shared_ready():
-                return "reuse"
-            time.sleep(CLAIM_POLL_S)
-        return "train"
+        shared = self.parts.shared_generation_zero
+        lease = Lease(shared, what=f"generation 0 of {shared.rstrip('/').rsplit('/', 1)[-1]}")
+        return lease if lease.acquire_or_wait(self._shared_ready) else None
 
     def _publish_generation_zero(self) -> None:
         """Copy this loop's finished generation 0 to the shared place (DONE last)."""
-        shared = self.parts.shared_generation_zero
-        for name in (MODEL, METRICS, EVAL_SAMPLES):
-            source = self.directory.file(0, name)
-            if storage.exists(source):
-                storage.write_bytes(storage.join(shared, name), storage.read_bytes(source))
-        storage.write_text(storage.join(shared, DONE), "shared generation 0\n")
+        copy_generation_zero(self.directory.generation(0), self.parts.shared_generation_zero)
 
     def _reuse_generation_zero(self, started: float) -> dict[str, float]:
         """Generation 0 from the shared place: same weights, same metrics, no training."""

@@ -77,13 +77,16 @@ def replacement_mask(num: int, strength: float, seed: int) -> np.ndarray:
 
 
 def generation_zero_key(config) -> str:
-    """What generation 0 depends on: everything but lambda, strength and the later generations.
+    """What generation 0 depends on: everything but lambda, strength and the later generations (and
+    where this machine caches things).
 
-    Loops of a sweep with the same key compute the same generation 0 (from-scratch training on the
-    same real subset, evaluated the same way), so they can share it.
+    Loops with the same key compute the same generation 0 (from-scratch training on the same real
+    subset with the same workers, evaluated the same way), so they can share it.
     """
     from scl_ray.fields import to_dict
 
     material = {section: to_dict(getattr(config, section)) for section in ("data", "model", "train", "sample", "evaluate")}
+    del material["data"]["cache_dir"]
     material["loop"] = {"train_size": config.loop.train_size, "seed": config.loop.seed}
+    material["resources"] = {"device": config.resources.device, "num_workers": config.resources.num_workers}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

@@ -135,3 +135,108 @@ def test_resume_of_nothing_is_refused_before_anything_starts(tmp_path, tiny_over
     assert main(arguments) == 2
     assert "nothing to resume at" in capsys.readouterr().err
     assert not storage.exists()
+
+
+# Interrupted while training generation 0: the claim on the trials' shared generation 0 is left behind
+# by a holder that no longer exists; `--resume` must take it over (not wait for it) and end exactly like
+# an uninterrupted sweep. (Before the lease, the resume waited 6 hours on the claim.)
+GENERATION_ZERO = ("--set", "loop.generations=1", "--set", "train.steps=600")  # about 30 s of generation 0
+
+
+def generation_zero_sweep(storage: Path, tiny: tuple, cache: str, *extra: str) -> list[str]:
+    return [*command("sweep", tiny, storage, cache, *extra), *GENERATION_ZERO]
+
+
+def run_to_end(words: list[str], timeout_s: float) -> subprocess.CompletedProcess:
+    """Run `words` in its own process group; on timeout kill the group and fail."""
+    process = subprocess.Popen(words, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"did not finish within {timeout_s:.0f} s (waiting on a dead claim?):\n{out[-2000:]}\n{err[-2000:]}")
+    assert process.returncode == 0, err[-3000:]
+    return subprocess.CompletedProcess(words, process.returncode, out, err)
+
+
+def final_metrics(experiment: Path) -> dict[str, dict]:
+    """Each trial's last metrics.json without timings."""
+    import json
+
+    finals = {}
+    for trial in sorted(experiment.glob("n*")):
+        assert len(list(trial.glob("gen_*/DONE"))) == 2, f"{trial.name}: not every generation is done"
+        metrics = json.loads((trial / "gen_001" / "metrics.json").read_text())
+        finals[trial.name] = {k: v for k, v in metrics.items() if not k.startswith("time/")}
+    assert len(finals) == 2
+    return finals
+
+
+@pytest.fixture(scope="module")
+def own_ray_directory():
+    """Ray's temporary directory for these tests' sweeps alone: a `ray start` of another process on this
+    machine (its address file in /tmp/ray) would otherwise be joined by their local Ray."""
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
+    before = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = directory
+    yield directory
+    if before is None:
+        del os.environ["RAY_TMPDIR"]
+    else:
+        os.environ["RAY_TMPDIR"] = before
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_generation_zero_sweep(tmp_path_factory, tiny_cache, own_ray_directory):
+    from tests.conftest import TINY_OVERRIDES
+
+    storage = tmp_path_factory.mktemp("uninterrupted")
+    run_to_end(generation_zero_sweep(storage, TINY_OVERRIDES, tiny_cache), 600)
+    return final_metrics(storage / "interrupt")
+
+
+def in_generation_zero(experiment: Path):
+    """Ready once a trial holds the claim on generation 0 and none has finished it."""
+    return lambda: any(experiment.glob("_shared/gen0_*/CLAIMED*")) and not any(experiment.glob("n*/gen_000/DONE"))
+
+
+@pytest.mark.slow
+def test_a_sweep_interrupted_in_generation_zero_resumes_to_the_uninterrupted_result(
+        tmp_path, tiny_overrides, tiny_cache, uninterrupted_generation_zero_sweep):
+    experiment = tmp_path / "results" / "interrupt"
+    words = generation_zero_sweep(tmp_path / "results", tiny_overrides, tiny_cache)
+    result, stopped = interrupt(words, in_generation_zero(experiment))
+    check_interrupted(result, stopped)
+    assert not any(experiment.glob("_shared/gen0_*/DONE")), "generation 0 finished before the interrupt"
+    run_to_end([*words, "--resume"], 420)
+    assert any(experiment.glob("_shared/gen0_*/CLAIMED.1"))  # the claim was taken over, not waited out
+    assert final_metrics(experiment) == uninterrupted_generation_zero_sweep
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_in_generation_zero_resumes_to_the_uninterrupted_result(
+        tmp_path, tiny_overrides, tiny_cache, uninterrupted_generation_zero_sweep):
+    experiment = tmp_path / "results" / "interrupt"
+    words = generation_zero_sweep(tmp_path / "results", tiny_overrides, tiny_cache)
+    process = subprocess.Popen(words, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        ready, deadline = in_generation_zero(experiment), time.monotonic() + 600
+        while not ready():
+            assert process.poll() is None and time.monotonic() < deadline, "ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    time.sleep(1)
+    assert not processes_in_group(process.pid)
+    assert not any(experiment.glob("_shared/gen0_*/DONE")), "generation 0 finished before the kill"
+    run_to_end([*words, "--resume"], 420)
+    assert any(experiment.glob("_shared/gen0_*/CLAIMED.1"))
+    assert final_metrics(experiment) == uninterrupted_generation_zero_sweep

@@ -234,9 +234,9 @@ def test_a_loop_waits_for_a_generation_zero_being_trained_by_another(tmp_path, m
     import threading
     import time
 
-    from scl_ray.loop import generation
+    from scl_ray.loop import lease
 
-    monkeypatch.setattr(generation, "CLAIM_POLL_S", 0.02)
+    monkeypatch.setattr(lease, "POLL_S", 0.02)
 
     class SlowModel(MeanModel):
         def train(self, items, steps, seed):
@@ -250,7 +250,7 @@ def test_a_loop_waits_for_a_generation_zero_being_trained_by_another(tmp_path, m
     first_parts.shared_generation_zero = second_parts.shared_generation_zero = shared
     first = threading.Thread(target=SelfConsumingLoop(loop, 10, first_parts, TrialDirectory(tmp_path / "a")).run)
     first.start()
-    while not (tmp_path / "_shared" / "gen0" / "CLAIMED").exists():
+    while not (tmp_path / "_shared" / "gen0" / "CLAIMED.0").exists():
         time.sleep(0.01)
     SelfConsumingLoop(loop, 10, second_parts, TrialDirectory(tmp_path / "b")).run()
     first.join()
