@@ -17,6 +17,7 @@ address or temp-dir option and would stop every Ray on the machine, other test s
 from __future__ import annotations
 
 import csv
+import json
 import os
 import secrets
 import shutil
@@ -38,7 +39,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from scl_ray.config import load_config
 from scl_ray.distributed.sweep import expand_trials
 from scl_ray.loop.plan import trial_name
-from scl_ray.loop.state import TrialDirectory
+from scl_ray.loop.state import METRICS, MODEL, TrialDirectory
 from tests.conftest import TINY_OVERRIDES
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
@@ -262,3 +263,77 @@ def test_ray_job_submit_runs_a_sweep_on_a_started_head(tiny_cache, tmp_path):
         assert TrialDirectory(experiment / name).done_generations() == [0, 1], name
     with open(experiment / "report" / "summary.csv", newline="") as summary:
         assert sorted(row["trial"] for row in csv.DictReader(summary)) == trials
+
+
+def _finals(experiment: Path) -> dict[str, dict]:
+    """Each trial's last finished generation and its metrics, without timings."""
+    finals = {}
+    for trial in sorted(experiment.glob("n*")):
+        directory = TrialDirectory(trial)
+        last = directory.done_generations()[-1]
+        metrics = json.loads(Path(directory.file(last, METRICS)).read_text())
+        finals[trial.name] = (last, {key: round(value, 6) if isinstance(value, float) else value
+                                     for key, value in metrics.items() if not key.startswith("time/")})
+    return finals
+
+
+def test_ray_job_stop_mid_sweep_then_resubmit_with_resume_finishes_like_an_uninterrupted_run(tiny_cache, tmp_path):
+    """docs/cluster.md's lost driver: `ray job stop` in the middle of a sweep stops it (the job ends
+    STOPPED, no generation is marked DONE without its files), and the same job re-submitted with
+    `--resume` redoes no finished generation and ends with an uninterrupted run's metrics."""
+    overrides = [*TINY_OVERRIDES, "loop.generations=3", "loop.steps_per_generation=40", "sweep.synthetic_ratio=[0.5]",
+                 "sweep.strength=[1]", "sweep.max_concurrent_trials=null", f"data.cache_dir={tiny_cache}"]
+    sets = [argument for override in overrides for argument in ("--set", override)]
+    reference = tmp_path / "reference"
+    env = _ray_environment(token=secrets.token_hex(32))
+    uninterrupted = subprocess.run([_executable("scl-ray", env), "sweep", "configs/quickstart.yaml", "--storage",
+                                    str(reference), *sets], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    assert uninterrupted.returncode == 0, _tail(uninterrupted.stdout + uninterrupted.stderr)
+
+    storage = tmp_path / "results"
+    experiment = storage / "quickstart"
+    ray = _executable("ray", env)
+    temp_dir = Path(tempfile.mkdtemp(prefix="scl-ray-job-", dir="/tmp"))
+    killed: list[int] = []
+    try:
+        with ray_head(temp_dir, env, killed) as url:
+            client = JobSubmissionClient(url, headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
+
+            def submit(*extra: str) -> str:
+                job = f"scl-ray-test-{secrets.token_hex(4)}"
+                started = _run([ray, "job", "submit", "--address", url, "--submission-id", job, "--no-wait",
+                                "--working-dir", ".", "--", "scl-ray", "sweep", "configs/quickstart.yaml",
+                                "--storage", str(storage), *sets, *extra], env, JOB_TIMEOUT_S)
+                assert started.returncode == 0, _tail(started.stdout + started.stderr)
+                return job
+
+            first = submit()
+            deadline = time.monotonic() + JOB_TIMEOUT_S
+            while not list(experiment.glob("n*/gen_001/DONE")):
+                assert client.get_job_status(first) in (JobStatus.PENDING, JobStatus.RUNNING), \
+                    f"the job ended before it could be stopped:\n{_tail(client.get_job_logs(first))}"
+                assert time.monotonic() < deadline, "generation 1 did not finish"
+                time.sleep(0.5)
+            stop = _run([ray, "job", "stop", "--address", url, first], env, STOP_GRACE_S * 2)
+            assert stop.returncode == 0, _tail(stop.stdout + stop.stderr)
+            assert client.get_job_status(first) == JobStatus.STOPPED
+            finished = {path: path.stat().st_mtime_ns for path in experiment.glob("n*/gen_*/DONE")}
+            assert finished and len(finished) < 4, sorted(finished)
+            for done in finished:  # a resume starts from the newest finished generation's model
+                assert (done.parent / METRICS).is_file(), done.parent
+            for trial in experiment.glob("n*"):
+                newest = TrialDirectory(trial).latest_done()
+                assert newest is not None and Path(TrialDirectory(trial).file(newest, MODEL)).is_file(), trial
+
+            second = submit("--resume")
+            while client.get_job_status(second) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                assert time.monotonic() < deadline + JOB_TIMEOUT_S, "the resumed job did not finish"
+                time.sleep(1)
+            assert client.get_job_status(second) == JobStatus.SUCCEEDED, _tail(client.get_job_logs(second))
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not killed, f"processes {killed} of the head were still running {STOP_GRACE_S} s after its SIGTERM"
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was redone"
+    assert _finals(experiment) == _finals(reference / "quickstart")

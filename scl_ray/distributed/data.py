@@ -50,7 +50,10 @@ FAILED = "failed"
 # Finite, unlike Ray Data's default of forever: a motion that kills the simulator process every
 # time must fail the run with an error rather than retry it without end.
 ACTOR_RESTARTS = 3
-TASK_RETRIES = 3
+# Unbounded: a task is retried for as long as its actor can be restarted (ACTOR_RESTARTS bounds the
+# crashes). A lost node makes its actors unavailable to several retries in a row before Ray restarts
+# them elsewhere; three retries were used up in that gap and stopped the run (tested on a cluster).
+TASK_RETRIES = -1
 # Corrector output keys that become MotionSet columns; every other key goes into `stats`.
 _COLUMN_KEYS = ("ids", "features", "lengths", "status")
 
@@ -263,8 +266,8 @@ def _actor_deaths_explained():
         if error.actor_init_failed:  # the corrector's own constructor error says it best
             raise
         raise RuntimeError(
-            f"correction stopped: a corrector actor process died {ACTOR_RESTARTS + 1} times or a batch failed "
-            f"{TASK_RETRIES + 1} times ({type(error).__name__}). A motion that crashes the simulator process "
+            f"correction stopped: a corrector actor process died {ACTOR_RESTARTS + 1} times "
+            f"({type(error).__name__}). A motion that crashes the simulator process "
             "(a segfault, not a Python exception, which would mark the motion failed) is the likely cause; the "
             "corrector actors' logs show the crash") from error
 
@@ -274,8 +277,9 @@ class CorrectorPool:
 
     `correct` splits a set into blocks of at most `config.batch_size` motions, about two per actor,
     hands each block to the next free actor, and returns every motion in input order, like
-    `correct_motion_set`. An actor whose process dies is restarted and its block retried (up to
-    ACTOR_RESTARTS / TASK_RETRIES times); a corrector error on a motion marks it failed.
+    `correct_motion_set`. An actor whose process dies, or whose node is lost, is restarted (up to
+    ACTOR_RESTARTS times, on another node if need be) and its block retried; a corrector error on a
+    motion marks it failed.
     The actors start when the pool is made (their start-up overlaps whatever the caller does next)
     and hold their CPUs until `close` (or until the process that made them exits).
     """
