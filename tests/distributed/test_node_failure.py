@@ -34,7 +34,7 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.loop.state import DONE, METRICS
 from tests.distributed.test_data import ShiftCorrector, _check_corrected, _motions, _pool
 
-# Each test takes 1-4 min on a quiet 2-core machine, much longer beside other jobs.
+# Each test took 29-101 s on a quiet 2-core machine (12-13 min beside other jobs at a load of 10-20).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # The fake corrector below runs in Ray workers, which cannot import this test module.
