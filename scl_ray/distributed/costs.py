@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from scl_ray.config import Config, LoopConfig
-from scl_ray.distributed.runtime import ResourceError, plan_resources
+from scl_ray.distributed.runtime import ResourceError, plan_resources, trial_plan
 from scl_ray.loop.plan import trial_name
 
 
@@ -125,7 +125,7 @@ def estimate_cost(config: Config, loops: list[LoopConfig]) -> str:
     preset = config.model.preset
     costs = unit_costs(device, preset, config.correct.sim_hz)
     durations = [trial_seconds(config, loop, costs) for loop in loops]
-    plan = plan_resources(config.resources, cluster_cpus=10**6, cluster_gpus=10**6 if device == "cuda" else 0.0)
+    plan = trial_plan(config.resources, gpus=device == "cuda")
     lines = [f"estimated cost on {device} ({why}), {preset} model; unit costs {costs.source}; rough (+-50 %):",
              *(f"  {trial_name(loop):<44} {seconds / 3600:8.2f} h" for loop, seconds in zip(loops, durations))]
     hours = sum(durations) / 3600

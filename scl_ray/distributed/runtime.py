@@ -64,8 +64,17 @@ class ResourcePlan:
                 f"up to {self.max_concurrent_trials} trial(s) at once")
 
 
+# "No limit": a cluster size, and a count of trials that fit, that nothing reaches.
+UNBOUNDED = 10**6
+
+
 def _fits(cluster: float, need: float) -> int:
-    return math.floor(cluster / need + 1e-9) if need > 0 else 10**6
+    return math.floor(cluster / need + 1e-9) if need > 0 else UNBOUNDED
+
+
+def trial_plan(resources: ResourcesConfig, gpus: bool = False) -> ResourcePlan:
+    """What one trial asks for, whatever the cluster (sized on an unbounded one; with GPUs if `gpus`)."""
+    return plan_resources(resources, cluster_cpus=UNBOUNDED, cluster_gpus=UNBOUNDED if gpus else 0.0)
 
 
 def plan_resources(resources: ResourcesConfig, cluster_cpus: float, cluster_gpus: float = 0.0,
@@ -262,7 +271,7 @@ def init_ray(resources: ResourcesConfig, min_cpus: float = 0.0):
 
 def connect(resources: ResourcesConfig, concurrent: int = 1) -> ResourcePlan:
     """Start or join Ray with room for `concurrent` trials and size them on the cluster it finds."""
-    needed = plan_resources(resources, cluster_cpus=10**6).cpus_per_trial
+    needed = trial_plan(resources).cpus_per_trial
     init_ray(resources, min_cpus=needed * concurrent)
     return plan_resources(resources, *cluster_size())
 

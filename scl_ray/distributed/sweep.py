@@ -20,7 +20,7 @@ from scl_ray import storage
 from scl_ray.config import Config, LoopConfig, config_from_dict, config_to_yaml
 from scl_ray.distributed.runtime import (
     ResourcePlan, check_local_request, cluster_size, init_ray, plan_resources, ray_environment,
-    run_interruptibly, verbose,
+    run_interruptibly, trial_plan, verbose,
     wait_for_capacity,
 )
 from scl_ray.fields import to_dict
@@ -125,8 +125,7 @@ def _plan(config: Config, max_concurrent: int | None) -> ResourcePlan:
     cpus, gpus = cluster_size()
     remote = bool(config.resources.ray_address or os.environ.get("RAY_ADDRESS"))
     if remote and max_concurrent:
-        single = plan_resources(config.resources, cluster_cpus=10**6, cluster_gpus=10**6 if config.resources.device
-                                != "cpu" else 0.0)
+        single = trial_plan(config.resources, gpus=config.resources.device != "cpu")
         want_gpus = single.gpus_per_trial * max_concurrent if config.resources.device == "cuda" else 0.0
         cpus, gpus = wait_for_capacity(single.cpus_per_trial * max_concurrent, want_gpus,
                                        timeout_s=config.resources.autoscale_timeout_s,
@@ -235,7 +234,7 @@ def _run_tuner(config: Config, loops: list[LoopConfig], experiment: str, resume:
     from scl_ray.loop.generation_zero import restore_from_cache, store_in_cache
     from scl_ray.loop.resources import prepare_experiment
 
-    per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    per_trial = trial_plan(config.resources).cpus_per_trial
     init_ray(config.resources, min_cpus=per_trial * (config.sweep.max_concurrent_trials or 1))
     plan = _plan(config, config.sweep.max_concurrent_trials)
     print(f"{len(loops)} trial(s) in {experiment}; {plan.describe()}")
@@ -279,7 +278,7 @@ def run_single(config: Config, storage_override: str | None = None):
     check_local_request(config.resources)  # refused before anything is written
     storage.check_writable(experiment)
     check_finished_files(experiment, [config.loop])  # a loop goes on after its newest finished generation
-    per_trial = plan_resources(config.resources, cluster_cpus=10**6).cpus_per_trial
+    per_trial = trial_plan(config.resources).cpus_per_trial
     init_ray(config.resources, min_cpus=per_trial)
     plan = _plan(config, 1)
     trial_dir = storage.join(experiment, trial_name(config.loop))
