@@ -26,13 +26,14 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, choices: tuple | None = None, help: str = "") -> Any:
+            low_open: bool = False, help: str = "") -> Any:
     """A dataclass field with a default and the values it accepts.
 
     low/high: inclusive bounds (low exclusive when low_open) for numbers, and for every element of
-    a tuple of numbers. choices: the allowed values. help: one line for docs and `--help`.
+    a tuple of numbers (a fixed set of values is a Literal type). help: one line that says what the
+    value means, shown with a value out of bounds.
     """
-    metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help}
+    metadata = {"low": low, "high": high, "low_open": low_open, "help": help}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use tuples for sequence defaults: configuration is frozen")
     return dataclasses.field(default=default, metadata=metadata)
@@ -100,8 +101,6 @@ def _check_bounds(value: Any, meta: dict, path: str) -> None:
         for i, item in enumerate(value):
             _check_bounds(item, meta, f"{path}[{i}]")
         return
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        raise ConfigError(path, f"must be one of {list(meta['choices'])}, got {value!r}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     low, high = meta.get("low"), meta.get("high")
@@ -110,7 +109,8 @@ def _check_bounds(value: Any, meta: dict, path: str) -> None:
     if too_low or too_high or value != value:
         left = "(" if meta.get("low_open") else "["
         interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise ConfigError(path, f"must be in {interval}, got {value!r}")
+        meaning = f" ({meta['help']})" if meta.get("help") else ""
+        raise ConfigError(path, f"must be in {interval}, got {value!r}{meaning}")
 
 
 def validate(obj: Any, path: str = "") -> None:

@@ -16,9 +16,6 @@ import numpy as np
 
 from scl_ray.config import LoopConfig
 
-ARMS = ("baseline", "self-consuming", "corrected")
-
-
 def arm_name(synthetic_ratio: float, strength: float) -> str:
     """The paper's three arms: no synthetic data, synthetic uncorrected, synthetic corrected."""
     if synthetic_ratio == 0:

@@ -34,8 +34,6 @@ from scl_ray.report.results import (
 
 SUMMARY_CSV = "summary.csv"
 TOY_CSV = "toy_summary.csv"
-IDENTITY_COLUMNS = ("trial", "arm", "synthetic_ratio", "strength", "train_size", "seed", "last_generation",
-                    "planned_generations", "evaluator")
 TERMINAL_COLUMNS = {"arm": "arm", "train_size": "n", "synthetic_ratio": "λ", "strength": "strength",
                     "seed": "seed", "last_generation": "gen", "fid_final": "FID", "fid_best": "FID best",
                     "r_precision_top3_final": "R@3", "matching_score_final": "Match",
