@@ -115,7 +115,7 @@ def main() -> None:
         row["recovered"] = (row["fid_corrupted"] - row["fid_corrected"]) / damage if damage > noise else None
         row["meets_bar"] = bool(row["fid_corrected"] <= row["fid_corrupted"] - 0.5 * damage)
         conditions[condition] = row
-    result = {"config": args.config, "overrides": args.overrides, "motions": len(clean),
+    result = {"config": os.path.relpath(args.config, Path(__file__).parents[1]), "overrides": args.overrides, "motions": len(clean),
               "test_motions": len(real.test), "clean": {"fid": clean_fid, "fid_se": clean_se},
               "clean_corrected": {"fid": baseline["fid_corrected"], "fid_se": baseline["fid_corrected_se"],
                                   "statuses": baseline["statuses"]},
