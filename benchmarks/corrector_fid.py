@@ -115,7 +115,8 @@ def main() -> None:
         row["recovered"] = (row["fid_corrupted"] - row["fid_corrected"]) / damage if damage > noise else None
         row["meets_bar"] = bool(row["fid_corrected"] <= row["fid_corrupted"] - 0.5 * damage)
         conditions[condition] = row
-    result = {"config": os.path.relpath(args.config, Path(__file__).parents[1]), "overrides": args.overrides, "motions": len(clean),
+    config = os.path.relpath(args.config, Path(__file__).parents[1])  # the repository's, not this machine's path
+    result = {"config": config, "overrides": args.overrides, "motions": len(clean),
               "test_motions": len(real.test), "clean": {"fid": clean_fid, "fid_se": clean_se},
               "clean_corrected": {"fid": baseline["fid_corrected"], "fid_se": baseline["fid_corrected_se"],
                                   "statuses": baseline["statuses"]},
