@@ -307,15 +307,21 @@ class Lock:
         if age_s(self.location) > self.stale_s:
             return True
         holder = self._holder()
-        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-            return False
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+        return process_gone(holder.get("host"), holder.get("pid"))
+
+
+def process_gone(host: object, pid: object) -> bool:
+    """True when process `pid` of `host` is known to have ended: it ran on this host and no longer
+    exists. A holder on another host, or an unreadable pid, is never judged gone from here."""
+    if host != socket.gethostname() or not str(pid).isdigit():
         return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists (another user's process)
+        return False
+    return False
 
 
 def local_path(location: str | os.PathLike) -> str | None:

@@ -47,18 +47,9 @@ def holder_id() -> str:
 
 
 def _dead_here(holder: str) -> bool:
-    """True when `holder` ran on this host and its process no longer exists."""
+    """True when `holder` (host:pid:uuid) ran on this host and its process no longer exists."""
     host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # it exists (another user's process)
-        return False
-    return False
+    return storage.process_gone(host, rest.partition(":")[0])
 
 
 @dataclass
