@@ -110,11 +110,6 @@ def write_with(location: str | os.PathLike, serialize: Callable[[BinaryIO], None
         raise StorageError(f"cannot write {location}: {_why(error)}") from error
 
 
-def write_serialized(location: str | os.PathLike, serialize: Callable[[BinaryIO], None]) -> None:
-    """`write_with` on a location (the name its first callers use)."""
-    write_with(location, serialize)
-
-
 def write_bytes(location: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `location` atomically, creating parent directories."""
     write_with(location, lambda stream: stream.write(data))

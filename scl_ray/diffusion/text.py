@@ -230,7 +230,7 @@ def embed_captions(captions: Sequence[str], encoder: TextEncoder, cache_dir: str
             unique_embeddings, unique_mask = _encode_unique(list(unique), encoder, max_tokens, progress)
         inverse = inverse.astype(np.int64).reshape(-1)
         if path is not None:
-            storage.write_serialized(path, lambda stream: np.savez(stream, embeddings=unique_embeddings,
+            storage.write_with(path, lambda stream: np.savez(stream, embeddings=unique_embeddings,
                                                                    mask=unique_mask, inverse=inverse))
     return unique_embeddings[inverse], unique_mask[inverse]
 

@@ -112,7 +112,7 @@ class CaptionBank:
 
     def save(self, location: str) -> None:
         """Write the bank as .npz (captions, embeddings, mask) atomically, to a local path or a URI."""
-        storage.write_serialized(location, lambda stream: np.savez(
+        storage.write_with(location, lambda stream: np.savez(
             stream, captions=np.array(self.captions, dtype=str), embeddings=self.embeddings, mask=self.mask))
 
     @classmethod

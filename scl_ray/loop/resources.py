@@ -141,7 +141,7 @@ def prepare_experiment(config: Config, experiment: str, progress: bool = True, e
     for split in SPLITS:
         write_motion_set(getattr(resources.real, split), storage.join(data, f"{split}.parquet"))
     normalizer = resources.real.normalizer
-    storage.write_serialized(storage.join(data, NORMALIZER_FILE),
+    storage.write_with(storage.join(data, NORMALIZER_FILE),
                              lambda stream: np.savez(stream, mean=normalizer.mean, std=normalizer.std))
     resources.bank.save(storage.join(data, CAPTIONS_FILE))
     if content is not None:
