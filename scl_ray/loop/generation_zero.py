@@ -15,6 +15,7 @@ that scored it, the scl_ray source and the torch version. Delete the directory t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
@@ -28,8 +29,10 @@ CACHE_DIR = "generation_zero"
 FILES = (MODEL, METRICS, EVAL_SAMPLES)
 
 
+@functools.cache
 def code_digest() -> str:
-    """sha256 of every scl_ray source file and the torch version: what code computed a generation 0."""
+    """sha256 of every scl_ray source file and the torch version: what code computed a generation 0
+    (read once per process: every loop of a sweep, before and after its trials, asks for it)."""
     digest = hashlib.sha256(importlib.metadata.version("torch").encode())
     root = Path(__file__).resolve().parents[1]
     for path in sorted(root.rglob("*.py")):
