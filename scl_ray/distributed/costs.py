@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from scl_ray.config import Config, LoopConfig
-from scl_ray.distributed.runtime import ResourceError, plan_resources, trial_plan
+from scl_ray.distributed.runtime import ResourceError, local_gpus, plan_resources, trial_plan
 from scl_ray.loop.plan import trial_name
 
 
@@ -87,14 +87,7 @@ def estimate_device(config: Config) -> tuple[str, str]:
     device = config.resources.device
     if device != "auto":
         return device, f"resources.device={device}"
-    import importlib.util
-
-    has_cuda = False
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    machine = "cuda" if has_cuda else "cpu"
+    machine = "cuda" if local_gpus() > 0 else "cpu"
     return machine, (f"resources.device=auto, so this machine's {machine}; set resources.device in the config "
                      "for the machines it will run on")
 
@@ -107,11 +100,7 @@ def concurrency(config: Config, device: str, trials: int) -> tuple[int | None, s
         return min(config.sweep.max_concurrent_trials, trials), "sweep.max_concurrent_trials"
     if config.resources.ray_address:
         return None, "the cluster's size is not known before it starts"
-    gpus = 0.0
-    if device == "cuda":
-        import torch
-
-        gpus = float(torch.cuda.device_count())
+    gpus = float(local_gpus()) if device == "cuda" else 0.0
     try:
         fit = plan_resources(config.resources, float(os.cpu_count() or 1), gpus).max_concurrent_trials
     except ResourceError:

@@ -149,6 +149,17 @@ def check_local_request(resources: ResourcesConfig) -> None:
         check_local_machine(resources)
 
 
+def local_gpus() -> int:
+    """CUDA devices on this machine (0 where torch is not installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gpus: int | None = None) -> None:
     """Before starting a local Ray: refuse processes that ask for more than this machine has.
 
@@ -167,10 +178,7 @@ def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gp
             raise ResourceError(f"{name} = {cpus:g} CPU but this machine has {cores} CPU core(s); lower it, or "
                                 "run on a cluster (resources.ray_address)")
     if resources.device == "cuda":
-        if gpus is None:
-            import torch
-
-            gpus = torch.cuda.device_count()
+        gpus = local_gpus() if gpus is None else gpus
         if resources.num_workers * resources.gpus_per_worker > gpus:
             raise ResourceError(f"resources.device is cuda with {resources.num_workers} Train worker(s) x "
                                 f"{resources.gpus_per_worker:g} GPU but this machine has {gpus} GPU(s); use "
