@@ -10,6 +10,7 @@ whole need fits at once, and refuses a plan that cannot run before anything star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -24,6 +25,8 @@ from scl_ray.config import ResourcesConfig
 
 
 T = TypeVar("T")
+
+STOP_GRACE_S = 10.0  # after an interrupt, how long a local Ray's processes get to end before they are killed
 
 
 class ResourceError(RuntimeError):
@@ -358,4 +361,14 @@ def stop_ray() -> None:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         logging.getLogger("ray").setLevel(logging.CRITICAL)
+        import psutil  # Ray's own copy, on sys.path once ray is imported
+
+        started_here = psutil.Process().children(recursive=True)  # a local Ray's raylet, GCS, agents, workers
         ray.shutdown()
+        # The raylet's agents (dashboard, runtime env) notice their parent is gone on their own, which
+        # on a busy machine took more than a second after shutdown returned: wait for them, then end them.
+        _, alive = psutil.wait_procs(started_here, timeout=STOP_GRACE_S)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=STOP_GRACE_S)
