@@ -94,7 +94,9 @@ class TrackerSettings:
     contact_height: a sole corner this close to the floor (m) can push; help_levels, help_factor,
     max_help: the help ladder (its top force, body weights); fall_distance (m) / fall_angle
     (radians): root deviations that roll back; rollback_frames: how far back; help_frames: how many
-    frames from there get the higher level."""
+    frames from there get the higher level; exposure_frames: each output frame is the mean configuration
+    over this many frames either side of its time (the control steps' states; 0: the state at that
+    instant), see `_exposed`."""
 
     control_hz: float = 60.0
     fps: float = 20.0
@@ -109,6 +111,7 @@ class TrackerSettings:
     fall_angle: float = 0.5
     rollback_frames: int = 10
     help_frames: int = 20
+    exposure_frames: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,8 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
     help_level = np.zeros(frames, dtype=int)
     residual = np.zeros(frames)
     qpos_out = np.empty_like(reference)
+    # The state after every control step of each frame transition, for the output's exposure.
+    passing = [np.empty((len(steps), model.nq)) for steps in schedule]
     snapshots = np.empty((frames, mujoco.mj_stateSize(model, STATE)))
     _start(model, data, reference[0], qvel[0])
     qpos_out[0] = data.qpos
@@ -423,9 +428,10 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
             if help_level[frame] != level:
                 level, factor = help_level[frame], controller.set_help(help_level[frame])
             used, first, last = 0.0, frame_steps[frame], frame_steps[frame + 1]
-            for count, qpos_at, qvel_at, force_at, feet_at, feet_velocity_at, swing_at in controls[frame]:
+            for step, (count, qpos_at, qvel_at, force_at, feet_at, feet_velocity_at, swing_at) in enumerate(controls[frame]):
                 applied = controller.apply(data, qpos_at, qvel_at, force_at, factor, (feet_at, feet_velocity_at, swing_at))
                 mujoco.mj_step(model, data, nstep=count)
+                passing[frame][step] = data.qpos
                 servo = data.actuator_force[controller.servos[:3]] if factor > 0.0 else 0.0
                 used += _norm(applied[:3] + servo) * count
             residual[frame + 1] = used / max(last - first, 1) / humanoid.weight
@@ -447,4 +453,32 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
             mujoco.mj_getState(model, data, snapshots[frame], STATE)
     finally:
         controller.restore()
+    if settings.exposure_frames > 0.0 and frames > 1:
+        qpos_out = _exposed(model, qpos_out[0], passing, schedule, steps_per_frame, settings.exposure_frames)
     return Tracking(qpos_to_joints(humanoid, qpos_out, data), qpos_out, help_level, residual, rollbacks)
+
+
+def _exposed(model: mujoco.MjModel, first: np.ndarray, passing: list[np.ndarray],
+             schedule: list[list[tuple[int, float]]], steps_per_frame: float, exposure: float) -> np.ndarray:
+    """(T, nq) output configurations: per frame, the mean of the simulated states at the control steps
+    within `exposure` frames either side of it (a box filter, as a camera's exposure, before the
+    simulation's rate is decimated to the frame rate).
+
+    Sampled at single instants, the 300 Hz simulation's contact transients (a heel strike rings in the
+    foot and shank for a few steps) alias into the 20 fps output as jitter: on clean procedural walks,
+    runs and marches the instantaneous output scored 1.3-1.6 times the reference's jitter (third
+    differences), and a box of one frame either side brings it to 0.8-0.9 times, with the mean per-joint
+    error unchanged (docs/results.md). Hinge angles and the root position are averaged linearly, the root
+    quaternion by its normalised mean in one hemisphere: the output stays a pose of the rigid humanoid.
+    """
+    times = np.concatenate([[0.0]] + [np.cumsum([count for count, _ in steps]) / steps_per_frame + frame
+                                      for frame, steps in enumerate(schedule)])
+    states = np.concatenate([first[None]] + passing)
+    out = np.empty((len(schedule) + 1, model.nq))
+    for frame in range(len(out)):
+        window = states[np.abs(times - frame) <= exposure + 1e-9]
+        at = states[np.argmin(np.abs(times - frame))]
+        out[frame] = window.mean(axis=0)
+        quaternion = (window[:, 3:7] * np.where(window[:, 3:7] @ at[3:7] < 0.0, -1.0, 1.0)[:, None]).mean(axis=0)
+        out[frame, 3:7] = quaternion / np.linalg.norm(quaternion)
+    return out
