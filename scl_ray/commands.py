@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from scl_ray.config import load_config
+from scl_ray.errors import UserError
 
 MOTION_SET_SUFFIXES = (".parquet",)
 
@@ -21,9 +22,9 @@ def _check_output(option: str, location: str, suffixes: tuple[str, ...] = (), di
     """Before any work: an output file must end in one of `suffixes`; an output directory must not be a file."""
     path = Path(location)
     if suffixes and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{option} {location}: the file name must end in {' or '.join(suffixes)}")
+        raise UserError(f"{option} {location}: the file name must end in {' or '.join(suffixes)}")
     if directory and "://" not in location and path.expanduser().is_file():
-        raise ValueError(f"{option} {location}: a file is there; give a directory")
+        raise UserError(f"{option} {location}: a file is there; give a directory")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from scl_ray.workflows import dataset_evaluator, evaluate_motion_set, format_metrics
 
     if not args.samples and not args.real:
-        raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
+        raise UserError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
     if args.out:
         _check_output("--out", args.out, (".json",))
     config = _data_config(args)

@@ -28,6 +28,7 @@ from ray.train.torch import TorchTrainer
 from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
+from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
@@ -181,7 +182,7 @@ def inject_fault(loop, trial: str) -> None:
 
         parts.model.sample = nan_sample
     else:
-        raise ValueError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
+        raise UserError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
 
 
 def loop_worker(worker_config: dict) -> dict:
