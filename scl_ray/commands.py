@@ -76,11 +76,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_physics_mjcf(args: argparse.Namespace) -> int:
     from scl_ray import storage
     from scl_ray.motion.skeleton import Skeleton
+    from scl_ray.physics.corrector import humanoid_settings
     from scl_ray.physics.humanoid import build_humanoid_mjcf
 
     _check_output("--out", args.out, (".xml",))
     config = _config(args)
-    storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), sim_hz=config.correct.sim_hz))
+    # The corrector's humanoid (sim rate, gains, residual limit); its ankle height is inferred per motion.
+    storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), config.correct.sim_hz,
+                                                     humanoid_settings(config.correct)))
     print(f"wrote the MJCF humanoid ({args.scale:g} x the adult skeleton) to {args.out}; "
           f"view it with `python -m mujoco.viewer --mjcf={args.out}`")
     return 0

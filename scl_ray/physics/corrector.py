@@ -45,6 +45,12 @@ MAX_PELVIS_SPEED = 15.0  # m/s
 MAX_DISTANCE = 100.0  # m
 
 
+def humanoid_settings(config: CorrectConfig) -> HumanoidSettings:
+    """The humanoid of the `correct` section: its servo gains, residual limit and ankle height."""
+    return HumanoidSettings(kp_scale=config.kp_scale, residual_force_limit=config.residual_force_limit,
+                            ankle_height=config.ankle_height)
+
+
 @dataclass(frozen=True)
 class Correction:
     """One motion's outcome: joints (T, 22, 3) metres, y up (the input's when not corrected); status;
@@ -99,9 +105,7 @@ class PhysicsCorrector:
 
     def __init__(self, config: CorrectConfig | None = None):
         self.config = config if config is not None else CorrectConfig()
-        self.body = HumanoidSettings(kp_scale=self.config.kp_scale,
-                                     residual_force_limit=self.config.residual_force_limit,
-                                     ankle_height=self.config.ankle_height)
+        self.body = humanoid_settings(self.config)
         self.settings = TrackerSettings(control_hz=self.config.control_hz, fps=FPS,
                                         help_levels=self.config.help_levels,
                                         fall_distance=self.config.fall_distance, fall_angle=self.config.fall_angle)
