@@ -1,8 +1,9 @@
 """`scl-ray`: one entry point, one subcommand per capability.
 
 Each subcommand parses its arguments, loads the config where it takes one, and calls one library
-function. Errors a user can fix (bad config, missing files, bad data) print one clear line and exit
-with status 2; set SCL_RAY_DEBUG=1 to see the traceback. Ctrl-C or SIGTERM stops Ray and exits with
+function. Errors a user can fix (bad options or config, missing or damaged files, too few resources)
+print one clear line and exit with status 2 (`--debug` adds the traceback); any other exception is
+a bug and prints its traceback, exit status 1. Ctrl-C or SIGTERM stops Ray and exits with
 status 130, saying how to go on where there is something to resume. Output is one line per
 generation and trial; `-v` (before or after the command) also shows Ray's, Tune's and Train's own.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 
 from scl_ray import __version__
@@ -22,7 +24,7 @@ from scl_ray.commands import (
     cmd_evaluate, cmd_evaluator_train, cmd_physics_mjcf, cmd_quickstart, cmd_render, cmd_report, cmd_run,
     cmd_sample, cmd_sweep, cmd_toy_gaussian, cmd_train,
 )
-from scl_ray.config import ConfigError
+from scl_ray.errors import UserError
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -174,22 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     gaussian.add_argument("--storage", help="results location (default sweep.storage)")
     gaussian.add_argument("--tune", action="store_true", help="run the grid as a Ray Tune sweep")
     gaussian.set_defaults(func=cmd_toy_gaussian)
-    _add_verbose(parser)
+    _add_global_options(parser)
     return parser
 
 
 VERBOSE_HELP = "also show Ray's, Tune's and Train's own output (silenced by default: one line per generation)"
+DEBUG_HELP = "show the traceback of an error a user can fix too (always shown for any other error)"
 
 
-def _add_verbose(parser: argparse.ArgumentParser, top: bool = True) -> None:
-    """-v/--verbose before the command or after it, on every subcommand (a subcommand's own default would
-    override the value given before it, so only the top level has one)."""
+def _add_global_options(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """-v/--verbose and --debug before the command or after it, on every subcommand (a subcommand's own
+    default would override the value given before it, so only the top level has one)."""
     parser.add_argument("-v", "--verbose", action="count", help=VERBOSE_HELP,
                         **({"default": 0} if top else {"default": argparse.SUPPRESS}))
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP,
+                        **({"default": False} if top else {"default": argparse.SUPPRESS}))
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for subparser in action.choices.values():
-                _add_verbose(subparser, top=False)
+                _add_global_options(subparser, top=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,14 +212,20 @@ def main(argv: list[str] | None = None) -> int:
 
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # as Ctrl-C
+    # What a user can fix: one line, exit 2. Anything else is a bug: its traceback, exit 1.
+    user_errors = (UserError, ResourceError, StorageError, FileNotFoundError, IsADirectoryError,
+                   NotADirectoryError, PermissionError)
     try:
         return args.func(args)
-    except (ConfigError, ResourceError, FileNotFoundError, ValueError, KeyError, PermissionError,
-            StorageError) as error:
-        if os.environ.get("SCL_RAY_DEBUG"):
-            raise
+    except user_errors as error:
+        if args.debug:
+            traceback.print_exc()
         print(f"scl-ray: error: {error}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - a bug, whatever its type: show where
+        traceback.print_exc()
+        print("scl-ray: internal error (a bug): the traceback above says where", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return _interrupted()
     finally:

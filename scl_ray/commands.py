@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from scl_ray.config import load_config
+from scl_ray.errors import UserError
 
 MOTION_SET_SUFFIXES = (".parquet",)
 
@@ -21,9 +22,9 @@ def _check_output(option: str, location: str, suffixes: tuple[str, ...] = (), di
     """Before any work: an output file must end in one of `suffixes`; an output directory must not be a file."""
     path = Path(location)
     if suffixes and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{option} {location}: the file name must end in {' or '.join(suffixes)}")
+        raise UserError(f"{option} {location}: the file name must end in {' or '.join(suffixes)}")
     if directory and "://" not in location and path.expanduser().is_file():
-        raise ValueError(f"{option} {location}: a file is there; give a directory")
+        raise UserError(f"{option} {location}: a file is there; give a directory")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -75,11 +76,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_physics_mjcf(args: argparse.Namespace) -> int:
     from scl_ray import storage
     from scl_ray.motion.skeleton import Skeleton
+    from scl_ray.physics.corrector import humanoid_settings
     from scl_ray.physics.humanoid import build_humanoid_mjcf
 
     _check_output("--out", args.out, (".xml",))
     config = _config(args)
-    storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), sim_hz=config.correct.sim_hz))
+    # The corrector's humanoid (sim rate, gains, residual limit); its ankle height is inferred per motion.
+    storage.write_text(args.out, build_humanoid_mjcf(Skeleton.adult(args.scale), config.correct.sim_hz,
+                                                     humanoid_settings(config.correct)))
     print(f"wrote the MJCF humanoid ({args.scale:g} x the adult skeleton) to {args.out}; "
           f"view it with `python -m mujoco.viewer --mjcf={args.out}`")
     return 0
@@ -186,7 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from scl_ray.workflows import dataset_evaluator, evaluate_motion_set, format_metrics
 
     if not args.samples and not args.real:
-        raise ValueError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
+        raise UserError("nothing to evaluate: give SAMPLES.parquet files and/or --real")
     if args.out:
         _check_output("--out", args.out, (".json",))
     config = _data_config(args)

@@ -5,7 +5,7 @@ Every configuration section is a frozen dataclass whose fields are declared with
 `from_dict` builds a section from plain YAML data, rejecting unknown keys, wrong types and
 out-of-range values with a `ConfigError` that names the key path and what is allowed;
 `to_dict` is its inverse, so a resolved config survives a YAML round trip unchanged.
-Core modules declare their own sections here (nanoGPT style); this module imports nothing of ours.
+Core modules declare their own sections here (nanoGPT style); this module imports only `scl_ray.errors`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from scl_ray.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration value is wrong; `path` is the dotted key path (e.g. `loop.strength`)."""
 
     def __init__(self, path: str, message: str):

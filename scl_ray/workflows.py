@@ -16,6 +16,7 @@ from scl_ray.diffusion.checkpoint import load_denoiser
 from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import schedule_alphas_cumprod
 from scl_ray.diffusion.text import embed_captions, get_text_encoder
+from scl_ray.errors import UserError
 from scl_ray.evaluation.evaluator import load_or_train_evaluator
 from scl_ray.evaluation.metrics import is_interval
 from scl_ray.evaluation.protocol import evaluate_motions
@@ -30,14 +31,17 @@ MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3
 def sample_from_checkpoint(checkpoint: str, prompts: list[str], num: int, length: int, settings: SampleConfig,
                            seed: int = 0, device: str = "cpu", progress: bool = True) -> MotionSet:
     """`num` motions of `length` frames (20 fps) per prompt from a trained checkpoint."""
-    model, normalizer, state = load_denoiser(checkpoint, device)
+    try:
+        model, normalizer, state = load_denoiser(checkpoint, device)
+    except ValueError as error:  # diffusion.checkpoint's damaged, foreign or mismatched file: named in its message
+        raise UserError(str(error)) from error
     if normalizer is None:
-        raise ValueError(f"{checkpoint} holds no dataset statistics (Mean/Std); it cannot produce raw features")
+        raise UserError(f"{checkpoint} holds no dataset statistics (Mean/Std); it cannot produce raw features")
     model_config = state["config"]["model"]
     max_frames = state["dims"]["max_frames"]
     if not MIN_FRAMES <= length <= max_frames:
-        raise ValueError(f"--length must be in {MIN_FRAMES}..{max_frames} frames (the dataset's motion lengths), "
-                         f"got {length}")
+        raise UserError(f"--length must be in {MIN_FRAMES}..{max_frames} frames (the dataset's motion lengths), "
+                        f"got {length}")
     encoder = get_text_encoder(model_config.get("text_encoder", "minilm"))
     captions = [prompt for prompt in prompts for _ in range(num)]
     embeddings, mask = embed_captions(captions, encoder, None, model_config["text_max_tokens"], progress=False)

@@ -218,3 +218,28 @@ def test_verbose_holds_for_the_command_and_reaches_ray_workers_and_train(monkeyp
     assert main(["report", "results"]) == 0
     assert seen == [("1", "1", "INFO"), (None, None, "WARNING")]
     assert VERBOSE_ENV not in os.environ  # the next command in this process is quiet again
+
+
+def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys):
+    def command(args):
+        raise ValueError("an internal mistake")  # a library bug, not something the user gave
+
+    monkeypatch.setattr("scl_ray.cli.cmd_report", command)
+    assert main(["report", "results"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: an internal mistake" in err and "scl-ray: error:" not in err
+
+
+@pytest.mark.parametrize("argv", [["--debug", "report", "results"], ["report", "results", "--debug"]])
+def test_debug_adds_the_traceback_of_a_user_error(monkeypatch, capsys, argv):
+    from scl_ray.errors import UserError
+
+    def command(args):
+        raise UserError("results: no such experiment")
+
+    monkeypatch.setattr("scl_ray.cli.cmd_report", command)
+    assert main(["report", "results"]) == 2
+    assert one_line_error(capsys) == "scl-ray: error: results: no such experiment\n"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("scl-ray: error: results: no such experiment\n")

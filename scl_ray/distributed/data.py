@@ -39,14 +39,12 @@ from scl_ray import storage
 from scl_ray.config import CorrectConfig, ResourcesConfig
 from scl_ray.distributed import runtime
 from scl_ray.distributed.runtime import ResourcePlan
-from scl_ray.loop.generation import STATUSES
 from scl_ray.motion.store import (
-    MotionSet, check_motion_set_file, from_padded_batch, to_padded_batch, write_motion_set,
+    FAILED, STATUSES, MotionSet, check_motion_set_file, from_padded_batch, to_padded_batch, write_motion_set,
 )
 
 logger = logging.getLogger(__name__)
 
-FAILED = "failed"
 # Finite, unlike Ray Data's default of forever: a motion that kills the simulator process every
 # time must fail the run with an error rather than retry it without end.
 ACTOR_RESTARTS = 3

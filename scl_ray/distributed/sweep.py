@@ -23,6 +23,7 @@ from scl_ray.distributed.runtime import (
     run_interruptibly, trial_plan, verbose,
     wait_for_capacity,
 )
+from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
 from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import arm_name, trial_name
@@ -88,7 +89,7 @@ def check_finished_files(experiment: str, loops: Iterable[LoopConfig]) -> None:
             read(location)
         except (ValueError, OSError) as error:
             cause = (str(error).splitlines() or [type(error).__name__])[0]
-            raise ValueError(f"cannot resume: {location} is damaged ({cause}); {redo}, then resume again") from None
+            raise UserError(f"cannot resume: {location} is damaged ({cause}); {redo}, then resume again") from None
 
     for loop in loops:
         trial = TrialDirectory(storage.join(experiment, trial_name(loop)))

@@ -28,6 +28,7 @@ from ray.train.torch import TorchTrainer
 from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
+from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
@@ -35,7 +36,7 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.loop.resources import LoopResources, prepare_experiment
 from scl_ray.loop.state import MODEL, TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
-from scl_ray.motion.store import MotionSet
+from scl_ray.motion.store import NONFINITE, UNCORRECTED, MotionSet
 
 POINTER = "generation.json"
 
@@ -82,11 +83,13 @@ def broadcast_from_rank0(value):
 
 
 def uncorrected(synthetic: MotionSet) -> MotionSet:
-    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed."""
+    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed. Each
+    is uncorrected by design, or nonfinite (NaN or inf) as the corrector would have said."""
     count = len(synthetic)
+    status = [UNCORRECTED if finite else NONFINITE for finite in synthetic.finite_mask()]
     return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
                      source=["corrected"] * count, generation=list(synthetic.generation),
-                     status=["uncorrected"] * count, stats=[{"skipped": "strength 0"} for _ in range(count)])
+                     status=status, stats=[{"skipped": "strength 0"} for _ in range(count)])
 
 
 class RayCorrection:
@@ -181,7 +184,7 @@ def inject_fault(loop, trial: str) -> None:
 
         parts.model.sample = nan_sample
     else:
-        raise ValueError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
+        raise UserError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
 
 
 def loop_worker(worker_config: dict) -> dict:

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from scl_ray import storage
 from scl_ray.config import EvaluatorConfig
 from scl_ray.diffusion.text import TextEncoder, embed_captions, get_text_encoder
+from scl_ray.errors import UserError
 from scl_ray.evaluation.encoders import (FEATURE_DIM, TEXT_MAX_TOKENS, EvaluatorNetwork, caption_words,
                                          motion_batches, pad_motions)
 from scl_ray.evaluation.t2m import T2M_FORMAT, T2MEvaluator, load_t2m_evaluator
@@ -124,15 +125,15 @@ class Evaluator:
         """Read an evaluator written by `save`; its text encoder is recreated by name unless one is given."""
         evaluator = read_evaluator(storage.read_bytes(location), str(location), text_encoder)
         if not isinstance(evaluator, cls):
-            raise ValueError(f"{location} holds the original T2M evaluator, not one of ours")
+            raise UserError(f"{location} holds the original T2M evaluator, not one of ours")
         return evaluator
 
     @classmethod
     def from_state(cls, state: dict, where: str, text_encoder: TextEncoder | None = None) -> "Evaluator":
         text_encoder = text_encoder or get_text_encoder(state["text_encoder"])
         if text_encoder.name != state["text_encoder"]:
-            raise ValueError(f"{where} was trained on text encoder {state['text_encoder']!r}, "
-                             f"not {text_encoder.name!r}")
+            raise UserError(f"{where} was trained on text encoder {state['text_encoder']!r}, "
+                            f"not {text_encoder.name!r}")
         config = EvaluatorConfig(**state["config"])
         network = EvaluatorNetwork(config, state["token_dim"], np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM))
         network.load_state_dict(state["network"])
@@ -147,14 +148,14 @@ def read_evaluator(data: bytes, where: str, text_encoder: TextEncoder | None = N
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{where} is not an evaluator file ({type(error).__name__}: {error})") from None
+        raise UserError(f"{where} is not an evaluator file ({type(error).__name__}: {error})") from None
     kind = state.get("format") if isinstance(state, dict) else None
     if kind == _FORMAT:
         return Evaluator.from_state(state, where, text_encoder)
     if kind == T2M_FORMAT:
         return T2MEvaluator.from_state(state)
-    raise ValueError(f"{where} is not an evaluator file: its format is {kind!r}, expected {_FORMAT!r} (ours) or "
-                     f"{T2M_FORMAT!r} (the original T2M evaluator, bundled)")
+    raise UserError(f"{where} is not an evaluator file: its format is {kind!r}, expected {_FORMAT!r} (ours) or "
+                    f"{T2M_FORMAT!r} (the original T2M evaluator, bundled)")
 
 
 def evaluator_hash(data: bytes) -> str:

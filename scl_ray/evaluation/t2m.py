@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from scl_ray.errors import UserError
 from scl_ray.evaluation.encoders import CONTACT_DIMS, FEATURE_DIM, UNIT_LENGTH, motion_batches
 from scl_ray.motion.humanml3d import tokenize
 
@@ -113,7 +114,7 @@ class WordVectors:
 
     def __init__(self, vectors: dict[str, np.ndarray]):
         if "unk" not in vectors:
-            raise ValueError("T2M's vocabulary has no 'unk' word, which T2M uses for unknown words")
+            raise UserError("T2M's vocabulary has no 'unk' word, which T2M uses for unknown words")
         self.vectors = vectors
 
     @classmethod
@@ -131,7 +132,7 @@ class WordVectors:
         with open(glove_dir / GLOVE_FILES[2], "rb") as handle:
             word_index = pickle.load(handle)
         if "unk" not in words:
-            raise ValueError(f"{glove_dir / GLOVE_FILES[1]} has no 'unk' word, which T2M uses for unknown words")
+            raise UserError(f"{glove_dir / GLOVE_FILES[1]} has no 'unk' word, which T2M uses for unknown words")
         return cls({word: np.asarray(vectors[word_index[word]], np.float32) for word in words})
 
     def __getitem__(self, token: str) -> tuple[np.ndarray, np.ndarray]:
@@ -245,8 +246,8 @@ def _statistics(t2m_dir: Path) -> tuple[np.ndarray, np.ndarray]:
                                 "t2m_std.npy; or pass mean= and std= to load_t2m_evaluator")
     mean, std = found[0]
     if any(not (np.array_equal(mean, m) and np.array_equal(std, s)) for m, s in found[1:]):
-        raise ValueError(f"the feature statistics under {t2m_dir} disagree "
-                         f"({[str(m) for m, s in pairs if m.is_file()]}); pass mean= and std= explicitly")
+        raise UserError(f"the feature statistics under {t2m_dir} disagree "
+                        f"({[str(m) for m, s in pairs if m.is_file()]}); pass mean= and std= explicitly")
     return mean, std
 
 
@@ -263,8 +264,8 @@ def load_t2m_evaluator(checkpoint: str | os.PathLike, glove_dir: str | os.PathLi
         raise FileNotFoundError(f"no T2M evaluator checkpoint at {path}: evaluate.evaluator.t2m_checkpoint must be "
                                 f"the T2M directory holding {CHECKPOINT_PATH} (or that file)")
     if glove_dir is None:
-        raise ValueError(f"the T2M evaluator needs word vectors: set evaluate.evaluator.glove_dir to the directory "
-                         f"with {', '.join(GLOVE_FILES)}")
+        raise UserError(f"the T2M evaluator needs word vectors: set evaluate.evaluator.glove_dir to the directory "
+                        f"with {', '.join(GLOVE_FILES)}")
     if (mean is None) != (std is None):
         raise ValueError("pass both mean and std, or neither (then they are read from the T2M directory)")
     if mean is None:
@@ -275,7 +276,7 @@ def load_t2m_evaluator(checkpoint: str | os.PathLike, glove_dir: str | os.PathLi
     networks = _networks()
     for name, network in networks.items():
         if name not in state:
-            raise KeyError(f"{path} has no '{name}' state dict (keys: {sorted(state)}); is it text_mot_match's finest.tar?")
+            raise UserError(f"{path} has no '{name}' state dict (keys: {sorted(state)}); is it text_mot_match's finest.tar?")
         network.load_state_dict(state[name])
     return T2MEvaluator(*networks.values(), WordVectors.load(glove_dir), mean, std)
 

@@ -20,7 +20,7 @@ from scl_ray.loop.generation_zero import shared_name
 from scl_ray.loop.motion import Gather, MotionEvaluation, MotionLoopModel, single_process_gather
 from scl_ray.loop.resources import LoopResources
 from scl_ray.loop.state import EVALUATOR_METRIC, TrialDirectory
-from scl_ray.motion.store import MotionSet, read_motion_set, write_motion_set
+from scl_ray.motion.store import CORRECTED, STATUSES, MotionSet, read_motion_set, write_motion_set
 
 CORRECTION_METRICS = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "jitter", "peak_jerk", "bone_mm")
 # Per-motion numbers of a correction averaged over the corrected motions (`PhysicsCorrector` columns).
@@ -38,9 +38,9 @@ def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
     summary: dict[str, float] = {}
     if evaluation is not None:
         before = evaluation.set_metrics(synthetic)
-        # Only a "corrected" motion differs from its sample (the other statuses return it unchanged),
+        # Only a corrected motion differs from its sample (the other statuses return it unchanged),
         # so a set with none, e.g. every generation of the self-consuming arm, is not scored twice.
-        after = evaluation.set_metrics(corrected) if "corrected" in corrected.status else before
+        after = evaluation.set_metrics(corrected) if CORRECTED in corrected.status else before
         for phase, metrics in (("before", before), ("after", after)):
             for name, value in metrics.items():
                 metric, bound = split_interval(name)  # an interval follows its metric: fid_before_ci_low
@@ -85,6 +85,7 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         summarize_correction=lambda synthetic, corrected: summarize_correction(synthetic, corrected, evaluation),
         is_writer=rank == 0,
         keep_failed=config.correct.on_failure == "raw",
+        statuses=STATUSES,
         shared_generation_zero=storage.join(shared_root, shared_name(config)) if shared_root else None,
     )
     if report is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from scl_ray import storage
 from scl_ray.config import DataConfig
 from scl_ray.diffusion.text import TextEncoder, embed_captions
+from scl_ray.errors import UserError
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.humanml3d import load_split
 from scl_ray.motion.store import MotionSet
@@ -70,16 +71,16 @@ class RealData:
         for split in ("train", "test"):
             records = load_split(root, split, min_frames=data.min_frames, max_frames=data.max_frames)
             if len(records) < 2:
-                raise ValueError(f"{root}/{split}.txt gives {len(records)} usable motions "
-                                 f"({data.min_frames}-{data.max_frames} frames); a loop needs more")
+                raise UserError(f"{root}/{split}.txt gives {len(records)} usable motions "
+                                f"({data.min_frames}-{data.max_frames} frames); a loop needs more")
             splits[split] = MotionSet.from_records(records)
         return cls(root, Normalizer.load(root), splits["train"], splits["test"])
 
     def subset(self, size: int, seed: int) -> MotionSet:
         """The loop's n real training motions: a seeded choice without replacement from the train split."""
         if size > len(self.train):
-            raise ValueError(f"loop.train_size is {size} but {self.root} has only {len(self.train)} training "
-                             "motions: lower loop.train_size or use a bigger dataset")
+            raise UserError(f"loop.train_size is {size} but {self.root} has only {len(self.train)} training "
+                            "motions: lower loop.train_size or use a bigger dataset")
         chosen = np.sort(np.random.default_rng([seed, 7]).choice(len(self.train), size, replace=False))
         return self.train.select(chosen)
 

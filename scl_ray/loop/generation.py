@@ -13,6 +13,7 @@ the Gaussian toy: what a generation *does* is here, how each stage runs is in th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,24 +27,20 @@ from scl_ray.loop.generation_zero import copy_generation_zero
 from scl_ray.loop.lease import Lease
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
 
-# What became of each synthetic item: corrected; failed (the corrector could not correct it, and it
-# comes back as sampled); nonfinite (NaN or inf, never trained on); uncorrected (by design: an arm
-# that does not correct).
-STATUSES = ("corrected", "failed", "nonfinite", "uncorrected")
-
-
 class LoopError(RuntimeError):
     """A loop cannot go on (e.g. every synthetic sample of a generation is non-finite)."""
 
 
 class ItemSet(Protocol):
-    """A set of training items (motions with captions, or toy points)."""
+    """A set of training items (motions with captions, or toy points); `status` says what the
+    corrector did with each (the loop counts them, whatever they are)."""
 
     status: list[str]
 
     def __len__(self) -> int: ...
     def select(self, indices: np.ndarray) -> "ItemSet": ...
     def finite_mask(self) -> np.ndarray: ...
+    def failed_mask(self) -> np.ndarray: ...  # items whose correction failed (they come back as sampled)
 
 
 class LoopModel(Protocol):
@@ -84,6 +81,8 @@ class LoopParts:
     broadcast: Callable[[Any], Any] = field(default=lambda value: value)
     # Train on items whose correction failed, as sampled (`correct.on_failure: raw`), instead of leaving them out.
     keep_failed: bool = False
+    # The statuses `correct` gives, each counted in every generation (0 where no item has it).
+    statuses: tuple[str, ...] = ()
 
 
 def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
@@ -101,8 +100,7 @@ def mix(synthetic: ItemSet, corrected: ItemSet, strength: float, seed: int, conc
         raise LoopError(f"the corrector returned {len(corrected)} items for {len(synthetic)} synthetic ones")
     replace = replacement_mask(len(synthetic), strength, seed)
     if not keep_failed:
-        failed = np.array([status == "failed" for status in corrected.status], dtype=bool)
-        replaced = np.flatnonzero(replace & ~failed)
+        replaced = np.flatnonzero(replace & ~corrected.failed_mask())
     else:
         replaced = np.flatnonzero(replace)
     chosen = concat([synthetic.select(np.flatnonzero(~replace)), corrected.select(replaced)])
@@ -126,9 +124,11 @@ def progress_line(generation: int, metrics: dict) -> str:
     return f"generation {generation}: {values}  ({metrics.get('time/generation_s', 0.0):.0f} s)"
 
 
-def status_counts(corrected: ItemSet) -> dict[str, float]:
-    statuses = list(corrected.status)
-    return {f"correction/{name}": float(statuses.count(name)) for name in STATUSES}
+def status_counts(corrected: ItemSet, known: tuple[str, ...] = ()) -> dict[str, float]:
+    """`correction/<status>`: how many items carry each status, and 0 for each `known` one that none
+    carries (so that a metric is recorded in every generation)."""
+    counts = Counter(corrected.status)
+    return {f"correction/{name}": float(counts[name]) for name in dict.fromkeys([*known, *counts])}
 
 
 class SelfConsumingLoop:
@@ -213,7 +213,7 @@ class SelfConsumingLoop:
             tic = time.perf_counter()
             corrected = parts.correct(synthetic, plan.seed)
             timings["correct_s"] = time.perf_counter() - tic
-            metrics.update(status_counts(corrected))
+            metrics.update(status_counts(corrected, parts.statuses))
             metrics.update(parts.summarize_correction(synthetic, corrected))
             if writer:
                 parts.write_items(synthetic, directory.file(g, SYNTHETIC))

@@ -36,6 +36,7 @@ import numpy as np
 from scl_ray import storage
 from scl_ray.config import Config
 from scl_ray.diffusion.text import TextEncoder, get_text_encoder
+from scl_ray.errors import UserError
 from scl_ray.evaluation.evaluator import evaluator_file, evaluator_hash, read_evaluator
 from scl_ray.fields import to_dict
 from scl_ray.loop.data import CaptionBank, RealData
@@ -99,9 +100,9 @@ class LoopResources:
                                     "was prepared without one (scl-ray train); a loop needs one")
         content = storage.read_bytes(location)
         if evaluator_hash(content) != manifest["evaluator"]:
-            raise ValueError(f"{location} has hash {evaluator_hash(content)}, but {MANIFEST} names "
-                             f"{manifest['evaluator']}: the experiment's evaluator was replaced after its "
-                             "trials started; restore it or start a new experiment (sweep.name)")
+            raise UserError(f"{location} has hash {evaluator_hash(content)}, but {MANIFEST} names "
+                            f"{manifest['evaluator']}: the experiment's evaluator was replaced after its "
+                            "trials started; restore it or start a new experiment (sweep.name)")
         return cls(real, encoder, bank, read_evaluator(content, location, encoder), manifest["evaluator"])
 
 
@@ -128,8 +129,8 @@ def prepare_experiment(config: Config, experiment: str, progress: bool = True, e
     if storage.exists(storage.join(experiment, MANIFEST)):
         manifest = _manifest(config, experiment)
         if evaluator and manifest["evaluator"] is None:
-            raise ValueError(f"{storage.join(experiment, MANIFEST)} was written without an evaluator; a loop "
-                             "needs one: use another sweep.name (or --out) for this run")
+            raise UserError(f"{storage.join(experiment, MANIFEST)} was written without an evaluator; a loop "
+                            "needs one: use another sweep.name (or --out) for this run")
         return manifest["evaluator"]
     if progress:
         built = "the real data, caption embeddings" + (" and evaluator" if evaluator else "")
@@ -166,7 +167,7 @@ def _manifest(config: Config, experiment: str) -> dict:
     manifest = storage.read_json(location)
     key = resources_key(config)
     if manifest.get("key") != key:
-        raise ValueError(f"{location} was written for other data or evaluator settings (key {manifest.get('key')}, "
-                         f"this config gives {key}): its trials' metrics would not be comparable with this run's; "
-                         "use another sweep.name, or the experiment's own config.yaml")
+        raise UserError(f"{location} was written for other data or evaluator settings (key {manifest.get('key')}, "
+                        f"this config gives {key}): its trials' metrics would not be comparable with this run's; "
+                        "use another sweep.name, or the experiment's own config.yaml")
     return manifest

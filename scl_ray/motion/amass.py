@@ -33,6 +33,7 @@ from smplx.utils import Struct
 from tqdm import tqdm
 
 from scl_ray import storage
+from scl_ray.errors import UserError
 from scl_ray.motion import humanml3d
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import NUM_JOINTS, Skeleton
@@ -70,31 +71,31 @@ def read_amass(npz_path: str | os.PathLike) -> AmassSequence:
         for key in AMASS_KEYS:
             if key not in present:
                 hint = " (AMASS's per-subject shape.npz holds only betas and gender: pass sequence files)"
-                raise ValueError(
+                raise UserError(
                     f"{npz_path}: no key '{key}' (found: {', '.join(sorted(present)) or 'none'}); an AMASS "
                     f"SMPL+H sequence needs poses, trans, betas, mocap_framerate and gender"
                     + (hint if key == "poses" else "")
                 )
         poses, trans, betas, fps, gender = (_array(data, key, npz_path) for key in AMASS_KEYS)
     if fps.size != 1 or gender.size != 1:
-        raise ValueError(f"{npz_path}: 'mocap_framerate' and 'gender' must be single values, "
-                         f"got shapes {fps.shape} and {gender.shape}")
+        raise UserError(f"{npz_path}: 'mocap_framerate' and 'gender' must be single values, "
+                        f"got shapes {fps.shape} and {gender.shape}")
     poses, trans, betas = (array.astype(np.float64) for array in (poses, trans, betas))
     fps = float(fps.item())
     gender = (gender.item().decode() if gender.dtype.kind == "S" else str(gender.item())).strip().lower()
     if poses.ndim != 2 or poses.shape[1] != SMPLH_POSE_DIM:
-        raise ValueError(
+        raise UserError(
             f"{npz_path}: 'poses' has shape {poses.shape}; expected (T, {SMPLH_POSE_DIM}) SMPL+H axis-angles "
             "(AMASS's 'SMPL+H G' release; SMPL-X files have 165 columns and are not supported)"
         )
     if trans.shape != (len(poses), 3):
-        raise ValueError(f"{npz_path}: 'trans' has shape {trans.shape}; expected ({len(poses)}, 3) like 'poses'")
+        raise UserError(f"{npz_path}: 'trans' has shape {trans.shape}; expected ({len(poses)}, 3) like 'poses'")
     if betas.ndim != 1 or len(betas) < NUM_BETAS:
-        raise ValueError(f"{npz_path}: 'betas' has shape {betas.shape}; expected ({NUM_BETAS},) or more")
+        raise UserError(f"{npz_path}: 'betas' has shape {betas.shape}; expected ({NUM_BETAS},) or more")
     if not fps > 0:
-        raise ValueError(f"{npz_path}: 'mocap_framerate' is {fps}; expected a positive frame rate")
+        raise UserError(f"{npz_path}: 'mocap_framerate' is {fps}; expected a positive frame rate")
     if gender not in GENDERS:
-        raise ValueError(f"{npz_path}: 'gender' is {gender!r}; expected one of {', '.join(GENDERS)}")
+        raise UserError(f"{npz_path}: 'gender' is {gender!r}; expected one of {', '.join(GENDERS)}")
     return AmassSequence(poses, trans, betas, fps, gender)
 
 
@@ -102,7 +103,7 @@ def _array(data: np.lib.npyio.NpzFile, key: str, npz_path: Path) -> np.ndarray:
     try:
         return data[key]
     except ValueError as error:  # an object array, which allow_pickle=False refuses to unpickle
-        raise ValueError(f"{npz_path}: '{key}' is a pickled Python object, expected a plain numpy array") from error
+        raise UserError(f"{npz_path}: '{key}' is a pickled Python object, expected a plain numpy array") from error
 
 
 def resample_indices(num_frames: int, source_fps: float, target_fps: float = FPS) -> np.ndarray:
@@ -113,7 +114,7 @@ def resample_indices(num_frames: int, source_fps: float, target_fps: float = FPS
     """
     ratio = source_fps / target_fps
     if ratio < 1.0 - 1e-9:
-        raise ValueError(
+        raise UserError(
             f"source frame rate {source_fps} fps is below the target {target_fps} fps; "
             "HumanML3D's conversion only downsamples"
         )
@@ -157,10 +158,10 @@ def load_smplh(model_dir: str | os.PathLike, gender: str, device: str = "cpu") -
         needed = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
         missing = [key for key in needed if key not in data.files]
         if missing:
-            raise ValueError(f"{path}: not an SMPL+H model file, it lacks {', '.join(missing)}")
+            raise UserError(f"{path}: not an SMPL+H model file, it lacks {', '.join(missing)}")
         arrays = {key: data[key] for key in data.files if key in needed or key.startswith("hands_")}
     if arrays["J_regressor"].shape[0] != 52:
-        raise ValueError(f"{path}: J_regressor regresses {arrays['J_regressor'].shape[0]} joints; SMPL+H has 52")
+        raise UserError(f"{path}: J_regressor regresses {arrays['J_regressor'].shape[0]} joints; SMPL+H has 52")
     for side in "lr":
         arrays.setdefault(f"hands_components{side}", np.zeros((45, 45)))
         arrays.setdefault(f"hands_mean{side}", np.zeros(45))
@@ -222,7 +223,7 @@ def motion_ids(inputs: Sequence[str | os.PathLike]) -> list[str]:
     first = {}
     for motion_id, path in zip(ids, paths):
         if motion_id in first:
-            raise ValueError(f"{first[motion_id]} and {path} would both become motion id '{motion_id}'; rename one")
+            raise UserError(f"{first[motion_id]} and {path} would both become motion id '{motion_id}'; rename one")
         first[motion_id] = path
     return ids
 
@@ -246,7 +247,7 @@ def convert_amass(
     if captions is not None:
         uncaptioned = [motion_id for motion_id in ids if not captions.get(motion_id)]
         if uncaptioned:
-            raise ValueError(
+            raise UserError(
                 f"no captions for motion ids {', '.join(uncaptioned[:5])}"
                 + (f" and {len(uncaptioned) - 5} more" if len(uncaptioned) > 5 else "")
                 + f"; captions must map every id (ids come from the file paths, e.g. '{ids[0]}') to texts"
@@ -262,7 +263,7 @@ def convert_amass(
         if captions is None:
             continue
         if len(joints) < 2:
-            raise ValueError(f"{path}: {len(joints)} frame(s) at {FPS} fps; features need at least 2")
+            raise UserError(f"{path}: {len(joints)} frame(s) at {FPS} fps; features need at least 2")
         features = joints_to_features(joints, target_skeleton=Skeleton.adult())
         texts = tuple(humanml3d.Caption(text, humanml3d.tokenize(text)) for text in captions[motion_id])
         record = humanml3d.MotionRecord(motion_id, features, texts, joints=features_to_joints(features))

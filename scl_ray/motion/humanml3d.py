@@ -27,6 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from scl_ray import storage
+from scl_ray.errors import UserError
 from scl_ray.motion.features import FEATURE_DIM
 from scl_ray.motion.skeleton import NUM_JOINTS
 
@@ -244,19 +245,19 @@ def parse_text_line(line: str, where: str) -> Caption:
     """
     fields = line.strip().split("#")
     if len(fields) != 4:
-        raise ValueError(f"{where}: {len(fields)} '#'-separated fields in {line.strip()!r}, "
-                         f"expected 4: {_TEXT_FORMAT}")
+        raise UserError(f"{where}: {len(fields)} '#'-separated fields in {line.strip()!r}, "
+                        f"expected 4: {_TEXT_FORMAT}")
     text, tokens, start_text, end_text = fields
     try:
         start, end = float(start_text), float(end_text)
     except ValueError:
-        raise ValueError(f"{where}: start {start_text!r} / end {end_text!r} are not numbers, "
-                         f"expected seconds: {_TEXT_FORMAT}") from None
+        raise UserError(f"{where}: start {start_text!r} / end {end_text!r} are not numbers, "
+                        f"expected seconds: {_TEXT_FORMAT}") from None
     try:
         return Caption(text, tuple(tokens.split()), 0.0 if math.isnan(start) else start,
                        0.0 if math.isnan(end) else end)
     except ValueError as error:
-        raise ValueError(f"{where}: {error}; expected {_TEXT_FORMAT}") from None
+        raise UserError(f"{where}: {error}; expected {_TEXT_FORMAT}") from None
 
 
 def format_text_line(caption: Caption) -> str:
@@ -275,7 +276,7 @@ def write_motion(root: str | os.PathLike, record: MotionRecord) -> None:
     A record without joints removes a stale joints file of the same id.
     """
     if not record.captions:
-        raise ValueError(f"motion {record.id} has no captions; HumanML3D needs at least one per motion")
+        raise UserError(f"motion {record.id} has no captions; HumanML3D needs at least one per motion")
     root, joints_path = Path(root), Path(root) / JOINTS_DIR / f"{record.id}.npy"
     storage.write_bytes(root / FEATURES_DIR / f"{record.id}.npy", _npy_bytes(record.features))
     if record.joints is not None:
@@ -291,7 +292,7 @@ def write_split(root: str | os.PathLike, name: str, ids: Iterable[str]) -> None:
     ids = list(ids)
     bad = [motion_id for motion_id in ids if not _ID_PATTERN.fullmatch(str(motion_id))]
     if bad:
-        raise ValueError(f"split {name}: ids {bad[:5]} are not valid motion ids")
+        raise UserError(f"split {name}: ids {bad[:5]} are not valid motion ids")
     storage.write_bytes(Path(root) / f"{name}.txt", "".join(f"{i}\n" for i in ids).encode("utf-8"))
 
 
@@ -309,8 +310,8 @@ def _load_npy(path: Path, shape_tail: tuple[int, ...], motion_id: str) -> np.nda
         raise FileNotFoundError(f"{path}: missing file for motion {motion_id}")
     array = np.load(path, allow_pickle=False)
     if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
-        raise ValueError(f"{path}: motion {motion_id} has shape {array.shape}, expected (frames, "
-                         f"{', '.join(map(str, shape_tail))})")
+        raise UserError(f"{path}: motion {motion_id} has shape {array.shape}, expected (frames, "
+                        f"{', '.join(map(str, shape_tail))})")
     return array.astype(np.float32, copy=False)
 
 
@@ -323,7 +324,7 @@ def read_captions(root: str | os.PathLike, motion_id: str) -> tuple[Caption, ...
     captions = tuple(parse_text_line(line, f"{path}:{number}")
                      for number, line in enumerate(lines, start=1) if line.strip())
     if not captions:
-        raise ValueError(f"{path}: motion {motion_id} has no captions; expected lines {_TEXT_FORMAT}")
+        raise UserError(f"{path}: motion {motion_id} has no captions; expected lines {_TEXT_FORMAT}")
     return captions
 
 

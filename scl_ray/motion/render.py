@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
+from scl_ray.errors import UserError
 from scl_ray.motion import features as motion_features
 from scl_ray.motion import humanml3d
 from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
@@ -166,7 +167,7 @@ def _read_motion_set(uri: str, ids: Sequence[str] | None, limit: int):
             position.setdefault(motion_id, index)  # ids may repeat in a set: take the first
         missing = [motion_id for motion_id in ids if motion_id not in position]
         if missing:
-            raise KeyError(
+            raise UserError(
                 f"{uri} has no motion with id {', '.join(missing)}; "
                 f"it holds {len(position)} motions, e.g. {', '.join(list(position)[:3])}"
             )

@@ -14,6 +14,9 @@ never an exception for the batch:
   off, the simulation diverging with the most help); its features come back unchanged and `error`
   says why. The loop leaves failed motions out of training unless `correct.on_failure` is "raw";
 - nonfinite: the features hold NaN or inf; returned unchanged, to be excluded from training.
+
+The statuses are the motion set's (`scl_ray.motion.store.STATUSES`, which adds uncorrected: an arm that
+does not correct).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import numpy as np
 
 from scl_ray.config import CorrectConfig
 from scl_ray.motion.features import features_to_joints, joints_to_features
+from scl_ray.motion.store import CORRECTED, FAILED, NONFINITE
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
 from scl_ray.physics.metrics import FPS, METRIC_NAMES, MIN_FRAMES, physics_metrics
 from scl_ray.physics.reference import clean_reference
 from scl_ray.physics.tracker import TrackerSettings, TrackingFailed, reference_from_joints, track
 
-STATUSES = ("corrected", "failed", "nonfinite")
 METRIC_COLUMNS = tuple(f"{name}_{when}" for name in METRIC_NAMES for when in ("before", "after"))
 # Per-motion numbers of a correction, besides the metrics (see `Correction`).
 REPORT_COLUMNS = ("tracking_error", "help_max", "help_frames", "residual", "rollbacks", "floor", "drift",
@@ -40,6 +43,12 @@ REPORT_COLUMNS = ("tracking_error", "help_max", "help_frames", "residual", "roll
 # goes further from its start. Such a motion is failed with that reason instead of simulated.
 MAX_PELVIS_SPEED = 15.0  # m/s
 MAX_DISTANCE = 100.0  # m
+
+
+def humanoid_settings(config: CorrectConfig) -> HumanoidSettings:
+    """The humanoid of the `correct` section: its servo gains, residual limit and ankle height."""
+    return HumanoidSettings(kp_scale=config.kp_scale, residual_force_limit=config.residual_force_limit,
+                            ankle_height=config.ankle_height)
 
 
 @dataclass(frozen=True)
@@ -96,9 +105,7 @@ class PhysicsCorrector:
 
     def __init__(self, config: CorrectConfig | None = None):
         self.config = config if config is not None else CorrectConfig()
-        self.body = HumanoidSettings(kp_scale=self.config.kp_scale,
-                                     residual_force_limit=self.config.residual_force_limit,
-                                     ankle_height=self.config.ankle_height)
+        self.body = humanoid_settings(self.config)
         self.settings = TrackerSettings(control_hz=self.config.control_hz, fps=FPS,
                                         help_levels=self.config.help_levels,
                                         fall_distance=self.config.fall_distance, fall_angle=self.config.fall_angle)
@@ -116,18 +123,18 @@ class PhysicsCorrector:
         joints = np.asarray(joints, dtype=np.float64)
         reason = _flying_off(joints)
         if reason:
-            return Correction(joints, "failed", error=reason)
+            return Correction(joints, FAILED, error=reason)
         cleaned, cleanup = clean_reference(joints)
         try:
             humanoid = self.humanoid_for(cleaned)
             tracking = track(humanoid, reference_from_joints(humanoid, cleaned), self.settings)
         except (TrackingFailed, mujoco.FatalError, ValueError, FloatingPointError) as error:
-            return Correction(joints, "failed", error=f"{type(error).__name__}: {error}")
+            return Correction(joints, FAILED, error=f"{type(error).__name__}: {error}")
         if not np.isfinite(tracking.joints).all():
-            return Correction(joints, "failed", error="the simulation produced non-finite joints")
+            return Correction(joints, FAILED, error="the simulation produced non-finite joints")
         reason = _flying_off(tracking.joints)
         if reason:  # a teleport would not be a correction; the output must be something a body did
-            return Correction(joints, "failed", error=f"the simulated motion is not a body's: {reason}")
+            return Correction(joints, FAILED, error=f"the simulated motion is not a body's: {reason}")
         report = {
             "tracking_error": float(np.linalg.norm(tracking.joints - cleaned, axis=-1).mean()),
             "help_max": int(tracking.help.max(initial=0)),
@@ -136,22 +143,22 @@ class PhysicsCorrector:
             "rollbacks": tracking.rollbacks,
             "floor": cleanup.floor, "drift": cleanup.drift, "smoothing": cleanup.smoothing, "spikes": cleanup.spikes,
         }
-        return Correction(tracking.joints, "corrected", tracking.help, report)
+        return Correction(tracking.joints, CORRECTED, tracking.help, report)
 
     def _correct_motion(self, motion_id: str, features: np.ndarray) -> tuple[np.ndarray, dict]:
         """One motion's features (L, 263) -> output features (L, 263) and its row of the other columns."""
         if not np.isfinite(features).all():
             frame = int(np.argwhere(~np.isfinite(features))[0, 0])
-            return features, {"status": "nonfinite",
+            return features, {"status": NONFINITE,
                               "error": f"motion {motion_id}: NaN or inf in features (first at frame {frame})"}
         if len(features) < MIN_FRAMES:
-            return features, {"status": "failed", "error": f"motion {motion_id}: {len(features)} frames; "
+            return features, {"status": FAILED, "error": f"motion {motion_id}: {len(features)} frames; "
                                                            f"correction needs at least {MIN_FRAMES}"}
         joints = features_to_joints(features).astype(np.float64)
         row = {f"{name}_before": value for name, value in physics_metrics(joints, FPS).items()}
         correction = self.correct_joints(_extended(joints))
         output = features
-        if correction.status == "corrected":
+        if correction.status == CORRECTED:
             output = joints_to_features(correction.joints)
             after = physics_metrics(features_to_joints(output), FPS)
         else:
@@ -178,7 +185,7 @@ class PhysicsCorrector:
         lengths = np.asarray(batch["lengths"]).astype(np.int64)
         count = len(features)
         output = features.copy()
-        columns = {"status": np.full(count, "failed", dtype=object), "error": np.full(count, "", dtype=object),
+        columns = {"status": np.full(count, FAILED, dtype=object), "error": np.full(count, "", dtype=object),
                    "help_where": np.full(count, "", dtype=object),
                    **{column: np.full(count, np.nan, dtype=np.float32) for column in REPORT_COLUMNS + METRIC_COLUMNS}}
         for index, motion_id in enumerate(str(value) for value in batch["ids"]):

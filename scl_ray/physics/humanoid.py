@@ -125,7 +125,7 @@ class HumanoidSettings:
     (metres; None: anatomical, `default_ankle_height`)."""
 
     kp_scale: float = 1.0
-    residual_force_limit: float = 1.0
+    residual_force_limit: float = 0.3  # the default of correct.residual_force_limit (scl_ray/config.py)
     hinge_frequency_hz: float = HINGE_FREQUENCY_HZ
     root_frequency_hz: float = ROOT_FREQUENCY_HZ
     vertical_share: float = VERTICAL_SHARE

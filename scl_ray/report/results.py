@@ -22,6 +22,7 @@ import yaml
 
 from scl_ray import storage
 from scl_ray.config import ConfigError, config_from_dict
+from scl_ray.errors import UserError
 from scl_ray.evaluation.metrics import interval_names
 from scl_ray.loop.plan import arm_name
 from scl_ray.loop.state import DONE, EVALUATOR_METRIC, METRICS
@@ -32,7 +33,7 @@ TOY_KEYS = ("gamma", "corrector", "seed", "w2")
 GENERATION_DIR = re.compile(r"^gen_(\d+)$")
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """The results directory cannot be reported on; the message says where and what was expected."""
 
 

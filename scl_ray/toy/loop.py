@@ -40,6 +40,9 @@ class PointSet:
     def finite_mask(self) -> np.ndarray:
         return np.isfinite(self.points).all(axis=1)
 
+    def failed_mask(self) -> np.ndarray:
+        return np.zeros(len(self.points), dtype=bool)  # a toy corrector corrects every point or raises
+
 
 def concat_points(sets: list[PointSet]) -> PointSet:
     return PointSet(np.concatenate([s.points for s in sets]), [x for s in sets for x in s.status])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from scl_ray.distributed.runtime import ResourcePlan
 from scl_ray.distributed.sweep import run_single
-from scl_ray.distributed.train import train_generation_zero
-from scl_ray.loop.generation import STATUSES
+from scl_ray.distributed.train import train_generation_zero, uncorrected
 from scl_ray.loop.state import TrialDirectory
+from scl_ray.motion.store import STATUSES, MotionSet
 
 
 def test_three_generation_loop_through_ray_train(ray_local, tiny_config):
@@ -27,6 +28,13 @@ def test_three_generation_loop_through_ray_train(ray_local, tiny_config):
     root = Path(trial.root)
     assert (root / "gen_003" / "corrected.parquet").is_file()
     assert list(root.glob("events.out.tfevents.*")), "TensorBoard events are written per trial"
+
+
+def test_an_arm_that_does_not_correct_labels_its_motions_uncorrected_not_corrected():
+    features = [np.zeros((40, 263), np.float32), np.full((40, 263), np.nan, np.float32)]
+    synthetic = MotionSet(ids=["a", "b"], captions=[("walks",)] * 2, features=features, source=["synthetic"] * 2,
+                          generation=[1, 1], status=["", ""], stats=[{}, {}])
+    assert uncorrected(synthetic).status == ["uncorrected", "nonfinite"]  # by design, and a failure
 
 
 def _plan(workers: int) -> ResourcePlan:

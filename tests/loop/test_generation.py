@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from scl_ray.config import LoopConfig
-from scl_ray.loop.generation import LoopError, LoopParts, SelfConsumingLoop, accumulated, mix, progress_line
+from scl_ray.loop.generation import (
+    LoopError, LoopParts, SelfConsumingLoop, accumulated, mix, progress_line, status_counts,
+)
 from scl_ray.loop.plan import arm_name, plan_generation, trial_name
 from scl_ray.loop.state import TrialDirectory
 from scl_ray import storage
@@ -38,6 +40,9 @@ class Values:
 
     def finite_mask(self):
         return np.isfinite(self.values)
+
+    def failed_mask(self):
+        return np.array([status == "failed" for status in self.status], dtype=bool)
 
 
 def concat(sets):
@@ -304,3 +309,11 @@ def test_a_full_disk_mid_generation_marks_nothing_done_and_the_resume_recovers(t
     resumed = SelfConsumingLoop(loop, 10, make_parts(MeanModel(), real), directory).run()
     assert [m["generation"] for m in resumed] == [2, 3]
     assert resumed[-1]["distance"] == full[-1]["distance"]
+
+
+def test_status_counts_count_whatever_statuses_the_items_carry():
+    items = Values(np.zeros(4), ["kept", "moved", "moved", "failed"])
+    assert status_counts(items) == {"correction/kept": 1, "correction/moved": 2, "correction/failed": 1}
+    # The known statuses are recorded every generation, 0 where no item has one.
+    assert status_counts(items, ("moved", "lost")) == {"correction/moved": 2, "correction/lost": 0,
+                                                         "correction/kept": 1, "correction/failed": 1}

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from scl_ray.errors import UserError
 from scl_ray.motion import humanml3d, render, store
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import JOINT, NUM_JOINTS, Skeleton
@@ -94,7 +95,7 @@ def test_load_motions_from_humanml3d_and_parquet(tmp_path):
     store.write_motion_set(store.MotionSet.from_records(records), str(tmp_path / "set.parquet"))
     joints, captions, ids = render.load_motions(tmp_path / "set.parquet", ids=["m1"])
     assert ids == ["m1"] and captions == ["walk 1"] and joints[0].shape == (12, 22, 3)
-    with pytest.raises(KeyError, match="has no motion with id nope"):
+    with pytest.raises(UserError, match="has no motion with id nope"):
         render.load_motions(tmp_path / "set.parquet", ids=["nope"])
     with pytest.raises(FileNotFoundError, match="no split file"):
         render.load_motions(tmp_path)

@@ -13,7 +13,11 @@ from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 from scl_ray.config import CorrectConfig
 from scl_ray.motion.features import FEATURE_DIM, features_to_joints, joints_to_features
 from scl_ray.motion.procedural.families import FAMILIES
-from scl_ray.physics.corrector import METRIC_COLUMNS, REPORT_COLUMNS, STATUSES, Correction, PhysicsCorrector
+from scl_ray.motion.store import STATUSES
+from scl_ray.physics.corrector import (
+    METRIC_COLUMNS, REPORT_COLUMNS, Correction, PhysicsCorrector, humanoid_settings,
+)
+from scl_ray.physics.humanoid import HumanoidSettings
 from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS, assess_case, pass_counts
 
 MAX_FRAMES = 196
@@ -153,3 +157,8 @@ def test_no_teleports_and_jumps_stay_jumps():
 def test_clean_motions_get_no_worse():
     done, judged_rows = passed("other_metrics", CLEAN)
     assert done == judged_rows, f"{done}/{judged_rows}"
+
+
+def test_the_humanoid_defaults_are_the_configs():
+    """HumanoidSettings' defaults (a library call without a config) build the configured humanoid."""
+    assert HumanoidSettings() == humanoid_settings(CorrectConfig())
