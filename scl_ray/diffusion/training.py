@@ -33,7 +33,9 @@ from scl_ray.diffusion.data import BatchOrder, MotionTextDataset
 from scl_ray.diffusion.denoiser import Denoiser
 from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import q_sample, schedule_alphas_cumprod
+from scl_ray.diffusion.text import MINILM_DIM
 from scl_ray.fields import to_dict
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
 from scl_ray.motion.features import FOOT_CONTACTS, Normalizer, features_to_joints
 from scl_ray.motion.skeleton import FOOT_JOINTS
 
@@ -125,7 +127,7 @@ class DiffusionTrainer:
     """
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
-                 text_dim: int = 384, feature_dim: int = 263, max_frames: int = 196, rank: int = 0,
+                 text_dim: int = MINILM_DIM, feature_dim: int = FEATURE_DIM, max_frames: int = MAX_FRAMES, rank: int = 0,
                  world_size: int = 1, normalizer: Normalizer | None = None, seed: int | None = None):
         self.model_config, self.train_config = model_config, train_config
         self.seed = train_config.seed if seed is None else seed

@@ -31,13 +31,13 @@ from tqdm import tqdm
 
 from scl_ray import storage
 from scl_ray.motion import humanml3d
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import NUM_JOINTS, Skeleton
 
 if TYPE_CHECKING:  # smplx (and torch, which it imports) only load when a body model is posed
     import smplx
 
-FPS = 20
 NUM_BETAS = 10  # raw_pose_processing's num_betas; AMASS files carry 16
 SMPLH_POSE_DIM = 156  # 3 root + 21 * 3 body + 2 * 15 * 3 hand axis-angles
 GENDERS = ("male", "female", "neutral")

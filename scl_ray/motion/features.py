@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.quaternion import IDENTITY, qbetween, qinv, qmul, qrot, quaternion_to_matrix
 from scl_ray.motion.skeleton import (
     FACE_JOINTS, FOOT_JOINTS, JOINT, KINEMATIC_CHAINS, NUM_JOINTS, PARENTS, RAW_OFFSETS, Skeleton,
@@ -36,7 +37,6 @@ from scl_ray.motion.skeleton import (
 if TYPE_CHECKING:  # numpy input never needs torch; a tensor argument means it is already loaded
     import torch
 
-FEATURE_DIM = 263
 ROOT_YAW_VELOCITY = slice(0, 1)  # half the yaw angle turned per frame, radians
 ROOT_LINEAR_VELOCITY = slice(1, 3)  # root XZ displacement per frame in the facing frame, metres
 ROOT_HEIGHT = slice(3, 4)  # metres above the floor

@@ -11,12 +11,11 @@ import pytest
 
 from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 from scl_ray.config import CorrectConfig
-from scl_ray.motion.features import FEATURE_DIM, features_to_joints, joints_to_features
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
+from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.procedural.families import FAMILIES
 from scl_ray.physics.corrector import METRIC_COLUMNS, REPORT_COLUMNS, STATUSES, Correction, PhysicsCorrector
 from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS, assess_case, pass_counts
-
-MAX_FRAMES = 196
 
 
 @pytest.fixture(scope="module")

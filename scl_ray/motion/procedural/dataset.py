@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.features import Normalizer, features_to_joints, joints_to_features
 from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
 from scl_ray.motion.procedural.body import Body, Track, concatenate, contacts, pose
 from scl_ray.motion.procedural.captions import describe
-from scl_ray.motion.procedural.curves import FPS
 from scl_ray.motion.procedural.families import FAMILIES, build, ends_standing, sample
 from scl_ray.motion.skeleton import Skeleton
 
-MIN_FRAMES, MAX_FRAMES = 41, 196  # the features drop one frame: 40..195 feature frames, as HumanML3D keeps
+# Joint frames of a motion; its features drop one frame: MIN_FRAMES..MAX_FRAMES - 1 feature frames.
+MIN_JOINT_FRAMES, MAX_JOINT_FRAMES = MIN_FRAMES + 1, MAX_FRAMES
 COMBINATION = "combination"
 # Motions are drawn in rounds: every family once and this many combinations of two, shuffled.
 COMBINATIONS_PER_ROUND = 5
@@ -93,9 +94,9 @@ def heading_span(joints: np.ndarray) -> float:
 
 def _plan(names: list[str], fixed_list: list[dict], rng: np.random.Generator, body: Body,
           motion_id: str) -> tuple[list[tuple[str, dict]], Track]:
-    """Draw and build the segments within MAX_FRAMES; later segments are drawn first, the first
+    """Draw and build the segments within MAX_JOINT_FRAMES; later segments are drawn first, the first
     one gets the time they leave. A plan that overruns (rare) is redrawn with less time."""
-    total = (MAX_FRAMES - 1) / FPS
+    total = (MAX_JOINT_FRAMES - 1) / FPS
     for attempt in range(6):
         segments: list[tuple[str, dict]] = []
         parts: list[Track] = []
@@ -113,19 +114,19 @@ def _plan(names: list[str], fixed_list: list[dict], rng: np.random.Generator, bo
             segments.insert(0, (name, params))
             parts.insert(0, build(name, params, body))
         track = _join(parts, body)
-        if track.frames <= MAX_FRAMES:
+        if track.frames <= MAX_JOINT_FRAMES:
             return segments, track
-    raise ValueError(f"procedural motion {motion_id} ({'+'.join(names)}) cannot fit {MAX_FRAMES} frames; "
+    raise ValueError(f"procedural motion {motion_id} ({'+'.join(names)}) cannot fit {MAX_JOINT_FRAMES} frames; "
                      f"last plan: {segments} ({track.frames} frames)")
 
 
 def _join(parts: list[Track], body: Body) -> Track:
-    """Segments one after the other, padded with standing still up to MIN_FRAMES."""
+    """Segments one after the other, padded with standing still up to MIN_JOINT_FRAMES."""
     track = parts[0]
     for part in parts[1:]:
         track = concatenate(track, part)
-    if track.frames < MIN_FRAMES:
-        track = concatenate(track, Track.standing(body, MIN_FRAMES - track.frames + 1))
+    if track.frames < MIN_JOINT_FRAMES:
+        track = concatenate(track, Track.standing(body, MIN_JOINT_FRAMES - track.frames + 1))
     return track
 
 
