@@ -16,6 +16,7 @@ from scl_ray.motion.procedural.body import Body, Track, concatenate, contacts, p
 from scl_ray.motion.procedural.captions import describe
 from scl_ray.motion.procedural.families import FAMILIES, build, ends_standing, sample
 from scl_ray.motion.skeleton import Skeleton
+from scl_ray.rng import PROCEDURAL_MOTION, PROCEDURAL_SCHEDULE, PROCEDURAL_SPLITS, stream
 
 # Joint frames of a motion; its features drop one frame: MIN_FRAMES..MAX_FRAMES - 1 feature frames.
 MIN_JOINT_FRAMES, MAX_JOINT_FRAMES = MIN_FRAMES + 1, MAX_FRAMES
@@ -142,7 +143,7 @@ def rebuild_track(family: str, params: dict, skeleton: Skeleton | None = None) -
 
 def _schedule(num: int, seed: int) -> list[str]:
     """The kind of each motion: families and combinations in shuffled rounds."""
-    rng = np.random.default_rng([seed, 0])
+    rng = stream(seed, PROCEDURAL_SCHEDULE)
     kinds = list(FAMILIES) + [COMBINATION] * COMBINATIONS_PER_ROUND
     order: list[str] = []
     while len(order) < num:
@@ -157,7 +158,7 @@ def generate_motions(num: int, seed: int) -> list[ProceduralMotion]:
     """
     motions = []
     for index, kind in enumerate(_schedule(num, seed)):
-        rng = np.random.default_rng([seed, 1, index])
+        rng = stream(seed, PROCEDURAL_MOTION, index)
         if kind == COMBINATION:
             first, second = rng.choice(len(FAMILIES), size=2, replace=False)
             kind = f"{FAMILIES[first]}+{FAMILIES[second]}"
@@ -175,7 +176,7 @@ def split_ids(motions: list[ProceduralMotion], seed: int, splits: tuple[float, f
     groups: dict[str, list[str]] = {}
     for motion in motions:
         groups.setdefault(COMBINATION if "+" in motion.family else motion.family, []).append(motion.id)
-    rng = np.random.default_rng([seed, 2])
+    rng = stream(seed, PROCEDURAL_SPLITS)
     result = {"train": [], "val": [], "test": []}
     for name in sorted(groups):
         ids = [groups[name][i] for i in rng.permutation(len(groups[name]))]
