@@ -43,13 +43,14 @@ import torch  # noqa: E402
 
 from procedural_speed import cpu_model, save_and_print  # noqa: E402
 from scl_ray.config import CorrectConfig  # noqa: E402
+from scl_ray.motion.constants import MAX_FRAMES  # noqa: E402
 from scl_ray.motion.features import features_to_joints  # noqa: E402
 from scl_ray.motion.features import joints_to_features  # noqa: E402
 from scl_ray.motion.procedural import generate_motions  # noqa: E402
 from scl_ray.physics.corrector import PhysicsCorrector  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "corrector_throughput.json"
-FRAMES = 196  # feature frames per motion, HumanML3D's maximum
+FRAMES = MAX_FRAMES  # feature frames per motion, HumanML3D's maximum
 
 
 def batch(motions: int, seed: int) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ import yaml
 
 from scl_ray import storage
 from scl_ray.fields import ConfigError, from_dict, setting, to_dict, validate
+from scl_ray.motion.constants import MAX_FRAMES, MIN_FRAMES
 
 Switch = Literal["auto", "on", "off"]
 
@@ -31,8 +32,8 @@ class DataConfig:
     procedural_num: int = setting(2000, low=50, help="motions the procedural generator writes")
     procedural_seed: int = setting(0, low=0, help="seed of the procedural dataset")
     cache_dir: str = setting("~/.cache/scl-ray", help="procedural datasets, text embeddings and evaluators are cached here")
-    min_frames: int = setting(40, low=1, high=196, help="shortest motion used, frames at 20 fps")
-    max_frames: int = setting(196, low=40, high=196, help="longest motion used (and padding length)")
+    min_frames: int = setting(MIN_FRAMES, low=1, high=MAX_FRAMES, help="shortest motion used, frames at 20 fps")
+    max_frames: int = setting(MAX_FRAMES, low=MIN_FRAMES, high=MAX_FRAMES, help="longest motion used (and padding length)")
 
     def __post_init__(self) -> None:
         validate(self)

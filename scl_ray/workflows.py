@@ -21,7 +21,7 @@ from scl_ray.evaluation.evaluator import load_or_train_evaluator
 from scl_ray.evaluation.metrics import is_interval
 from scl_ray.evaluation.protocol import evaluate_motions
 from scl_ray.loop.data import RealData
-from scl_ray.motion.humanml3d import MIN_FRAMES
+from scl_ray.motion.constants import MIN_FRAMES
 from scl_ray.motion.store import MotionSet
 
 MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",

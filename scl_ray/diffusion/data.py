@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scl_ray.motion.constants import MAX_FRAMES
+
 
 def _tensor(value, dtype: torch.dtype | None = None) -> torch.Tensor:
     tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
@@ -95,7 +97,7 @@ class MotionTextDataset:
         return f"{index} ({self.motion_ids[index]})" if self.motion_ids is not None else str(index)
 
     @classmethod
-    def from_motions(cls, motions: Sequence[np.ndarray], text_emb, text_mask, max_frames: int = 196,
+    def from_motions(cls, motions: Sequence[np.ndarray], text_emb, text_mask, max_frames: int = MAX_FRAMES,
                      caption_motion=None, motion_ids: Sequence[str] | None = None) -> "MotionTextDataset":
         """Pad a list of normalised motions, each (F_i, D) with F_i <= max_frames, into a dataset."""
         if not len(motions):

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scl_ray.config import ModelConfig
+from scl_ray.diffusion.text import MINILM_DIM
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
 
 
 def sinusoidal_embedding(positions: torch.Tensor, width: int) -> torch.Tensor:
@@ -73,7 +75,8 @@ class Denoiser(nn.Module):
     feature_dim: motion features per frame (263, HumanML3D); max_frames: padded length (196).
     """
 
-    def __init__(self, config: ModelConfig, text_dim: int = 384, feature_dim: int = 263, max_frames: int = 196):
+    def __init__(self, config: ModelConfig, text_dim: int = MINILM_DIM, feature_dim: int = FEATURE_DIM,
+                 max_frames: int = MAX_FRAMES):
         super().__init__()
         self.config = config
         self.text_dim = text_dim

@@ -10,9 +10,12 @@ sample's dtype only at the end.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # only q_sample takes tensors; the schedules themselves are numpy
+    import torch
 
 # Nichol & Dhariwal's offset: keeps β_0 from being vanishingly small (their s = 0.008).
 COSINE_OFFSET = 0.008
@@ -80,6 +83,8 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: 
     x0, noise: (N, ...) any float dtype; t: (N,) integer timesteps in [0, T); alpha_bar: (T,)
     float64. The coefficients are computed in float64 and cast to x0's dtype. Returns (N, ...).
     """
+    import torch
+
     table = torch.as_tensor(alpha_bar, dtype=torch.float64, device=x0.device)
     a = table[t.to(x0.device)]
     shape = (-1,) + (1,) * (x0.ndim - 1)

@@ -33,20 +33,15 @@ from scl_ray.diffusion.data import BatchOrder, MotionTextDataset
 from scl_ray.diffusion.denoiser import Denoiser
 from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import q_sample, schedule_alphas_cumprod
+from scl_ray.diffusion.text import MINILM_DIM
 from scl_ray.fields import to_dict
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
 from scl_ray.motion.features import FOOT_CONTACTS, Normalizer, features_to_joints
 from scl_ray.motion.skeleton import FOOT_JOINTS
+from scl_ray.rng import TRAIN_DATA, TRAIN_DROPOUT, TRAIN_INIT, TRAIN_NOISE, derive_seed
 
 # MDM's weights of the geometric terms (its paper uses 1 for each).
 GEOMETRIC_WEIGHTS = {"joint_position": 1.0, "joint_velocity": 1.0, "foot_contact": 1.0}
-# Random streams of the trainer, named so that two purposes never share a seed.
-_INIT, _DATA, _NOISE, _DROPOUT = range(4)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (seed, step, purpose, rank…), decorrelated by numpy's SeedSequence."""
-    words = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
 
 
 def resolve_switch(value: str, device: torch.device) -> bool:
@@ -125,7 +120,7 @@ class DiffusionTrainer:
     """
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
-                 text_dim: int = 384, feature_dim: int = 263, max_frames: int = 196, rank: int = 0,
+                 text_dim: int = MINILM_DIM, feature_dim: int = FEATURE_DIM, max_frames: int = MAX_FRAMES, rank: int = 0,
                  world_size: int = 1, normalizer: Normalizer | None = None, seed: int | None = None):
         self.model_config, self.train_config = model_config, train_config
         self.seed = train_config.seed if seed is None else seed
@@ -139,7 +134,7 @@ class DiffusionTrainer:
         self.alphas_cumprod = schedule_alphas_cumprod(model_config.noise_schedule, model_config.diffusion_steps)
         # Same weights on every rank and every device type for a seed: initialise on the CPU.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, _INIT))
+            torch.manual_seed(derive_seed(self.seed, TRAIN_INIT))
             self.model = Denoiser(model_config, **self.dims)
         self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if train_config.ema_decay > 0 else None
@@ -197,13 +192,13 @@ class DiffusionTrainer:
             raise ValueError(f"dataset features {tuple(dataset.features.shape)} do not fit the model "
                              f"(feature_dim {self.dims['feature_dim']}, max_frames {self.dims['max_frames']})")
         seed, start = self.seed if seed is None else seed, self.step
-        data_generator = torch.Generator().manual_seed(derive_seed(seed, start, _DATA))
-        noise_generator = torch.Generator(self.device).manual_seed(derive_seed(seed, start, _NOISE))
+        data_generator = torch.Generator().manual_seed(derive_seed(seed, start, TRAIN_DATA))
+        noise_generator = torch.Generator(self.device).manual_seed(derive_seed(seed, start, TRAIN_NOISE))
         order = BatchOrder(len(dataset), self.train_config.batch_size, data_generator)
         losses = []
         bar = tqdm(range(steps), disable=not progress or self.rank != 0, desc="training", leave=False)
         self.network.train()
-        with self._seeded_global_rng(derive_seed(seed, start, _DROPOUT, self.rank)):
+        with self._seeded_global_rng(derive_seed(seed, start, TRAIN_DROPOUT, self.rank)):
             for _ in bar:
                 losses.append(self._train_step(dataset, order, data_generator, noise_generator))
                 if not bar.disable and self.step % self.train_config.log_every == 0:

@@ -25,11 +25,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from scl_ray.config import EvaluatorConfig
+from scl_ray.motion.constants import FEATURE_DIM
 
 __all__ = ["MotionEncoder", "CaptionEncoder", "EvaluatorNetwork", "pad_motions", "motion_batches", "caption_words",
-           "FEATURE_DIM", "CONTACT_DIMS", "UNIT_LENGTH", "TEXT_MAX_TOKENS"]
+           "CONTACT_DIMS", "UNIT_LENGTH", "TEXT_MAX_TOKENS"]
 
-FEATURE_DIM = 263
 CONTACT_DIMS = 4
 # Frames per movement: the two stride-2 convolutions downsample time by 4, as T2M's unit_length.
 UNIT_LENGTH = 4

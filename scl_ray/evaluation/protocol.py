@@ -40,12 +40,10 @@ from scl_ray.evaluation.metrics import (R_PRECISION_TOP_K, FrechetReference, arr
 from scl_ray.motion.features import features_to_joints
 from scl_ray.motion.store import MotionSet
 from scl_ray.physics.metrics import METRIC_NAMES, physics_metrics
+from scl_ray.rng import EVAL_BOOTSTRAP, EVAL_POOLS, stream
 
 MULTIMODALITY_GROUP = "multimodality_group"  # stats key of a MultiModality sample: its prompt's index
 PHYSICS_PREFIX = "physics/"
-# Random streams under evaluate.seed (numpy SeedSequence entropy [seed, stream]).
-POOL_STREAM = 5
-BOOTSTRAP_STREAM = 13
 
 
 def evaluate_motions(motions: MotionSet, evaluator, real_embeddings: np.ndarray, settings: EvaluateConfig,
@@ -67,7 +65,7 @@ def evaluate_motions(motions: MotionSet, evaluator, real_embeddings: np.ndarray,
         raise ValueError(f"{len(samples)} finite evaluation samples among {len(motions)} motions: the metrics "
                          "need at least 2")
     captions = [motions.captions[row][0] for row in samples]
-    order = arrange_pools(captions, settings.r_precision_batch, np.random.default_rng([settings.seed, POOL_STREAM]))
+    order = arrange_pools(captions, settings.r_precision_batch, stream(settings.seed, EVAL_POOLS))
     pooled = len(order) > 0
     rows = samples[order] if pooled else samples
 
@@ -111,7 +109,7 @@ def _multimodality_embeddings(motions: MotionSet, samples: np.ndarray, marks: di
 def _intervals(text_emb: np.ndarray, motion_emb: np.ndarray, real_embeddings: np.ndarray, mm_emb: np.ndarray | None,
                per_motion: np.ndarray | None, pooled: bool, settings: EvaluateConfig) -> dict[str, float]:
     """Percentile bootstrap intervals of every metric `evaluate_motions` reports (see the module docstring)."""
-    rng = np.random.default_rng([settings.seed, BOOTSTRAP_STREAM])
+    rng = stream(settings.seed, EVAL_BOOTSTRAP)
     count, resamples = len(motion_emb), settings.bootstrap
     draws = rng.integers(0, count, size=(resamples, count))
     reference = FrechetReference(real_embeddings)

@@ -31,7 +31,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from scl_ray.errors import UserError
-from scl_ray.evaluation.encoders import CONTACT_DIMS, FEATURE_DIM, UNIT_LENGTH, motion_batches
+from scl_ray.evaluation.encoders import CONTACT_DIMS, UNIT_LENGTH, motion_batches
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
 from scl_ray.motion.humanml3d import tokenize
 
 __all__ = ["T2MEvaluator", "load_t2m_evaluator", "crop_to_units", "WordVectors", "MovementConvEncoder",
@@ -44,7 +45,6 @@ CHECKPOINT_PATH = Path("text_mot_match", "model", "finest.tar")
 GLOVE_FILES = ("our_vab_data.npy", "our_vab_words.pkl", "our_vab_idx.pkl")
 # T2M's sizes for HumanML3D (evaluator_wrapper.py).
 WORD_DIM, MAX_TEXT_LEN, TEXT_HIDDEN, MOTION_HIDDEN, MOVEMENT_HIDDEN, MOVEMENT_LATENT, COEMB = 300, 20, 512, 1024, 512, 512, 512
-MAX_MOTION_LEN = 196
 POS_ENUMERATOR = {name: index for index, name in enumerate(
     ("VERB", "NOUN", "DET", "ADP", "NUM", "AUX", "PRON", "ADJ", "ADV",
      "Loc_VIP", "Body_VIP", "Obj_VIP", "Act_VIP", "Desc_VIP", "OTHER"))}
@@ -214,7 +214,7 @@ class T2MEvaluator:
             for padded, batch_lengths in motion_batches(features, lengths, batch_size):
                 batch_lengths = crop_to_units(batch_lengths)
                 # Upstream pads every motion to 196 frames; the convolutions near a motion's end read that padding.
-                padded = np.pad(padded, ((0, 0), (0, max(0, MAX_MOTION_LEN - padded.shape[1])), (0, 0)))
+                padded = np.pad(padded, ((0, 0), (0, max(0, MAX_FRAMES - padded.shape[1])), (0, 0)))
                 motions, batch_lengths = torch.from_numpy(padded), torch.from_numpy(batch_lengths)
                 if not normalised:
                     motions = (motions - self.mean) / self.std

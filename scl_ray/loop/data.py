@@ -24,6 +24,7 @@ from scl_ray.motion.features import Normalizer
 from scl_ray.motion.humanml3d import load_split
 from scl_ray.motion.store import MotionSet
 from scl_ray.progress import building
+from scl_ray.rng import TRAIN_SUBSET, stream
 
 
 def procedural_root(data: DataConfig) -> Path:
@@ -81,7 +82,7 @@ class RealData:
         if size > len(self.train):
             raise UserError(f"loop.train_size is {size} but {self.root} has only {len(self.train)} training "
                             "motions: lower loop.train_size or use a bigger dataset")
-        chosen = np.sort(np.random.default_rng([seed, 7]).choice(len(self.train), size, replace=False))
+        chosen = np.sort(stream(seed, TRAIN_SUBSET).choice(len(self.train), size, replace=False))
         return self.train.select(chosen)
 
 

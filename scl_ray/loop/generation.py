@@ -26,6 +26,7 @@ from scl_ray import storage
 from scl_ray.loop.generation_zero import copy_generation_zero
 from scl_ray.loop.lease import Lease
 from scl_ray.loop.state import CORRECTED, DONE, EVAL_SAMPLES, METRICS, MODEL, SYNTHETIC, TrialDirectory
+from scl_ray.rng import PROMPTS, stream
 
 class LoopError(RuntimeError):
     """A loop cannot go on (e.g. every synthetic sample of a generation is non-finite)."""
@@ -87,7 +88,7 @@ class LoopParts:
 
 def choose_prompts(num_real: int, num: int, seed: int) -> np.ndarray:
     """Indices of the training items whose captions/lengths prompt the synthetic samples."""
-    rng = np.random.default_rng([seed, 0])
+    rng = stream(seed, PROMPTS)
     return rng.choice(num_real, size=num, replace=num > num_real)
 
 

@@ -16,13 +16,14 @@ import torch
 
 from scl_ray.config import Config
 from scl_ray.diffusion.data import MotionTextDataset
-from scl_ray.diffusion.training import DiffusionTrainer, derive_seed
+from scl_ray.diffusion.training import DiffusionTrainer
 from scl_ray.evaluation.metrics import draw_pools
 from scl_ray.evaluation.protocol import MULTIMODALITY_GROUP, evaluate_motions
 from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.store import MotionSet, write_motion_set
+from scl_ray.rng import CAPTIONS, EVAL_MULTIMODALITY, EVAL_PROMPTS, derive_seed, stream
 
 Gather = Callable[[list], list]  # this rank's list -> every rank's lists, in rank order
 
@@ -33,7 +34,7 @@ def single_process_gather(items: list) -> list:
 
 def pick_captions(motions: MotionSet, seed: int) -> list[str]:
     """One caption per motion, chosen uniformly with a seed."""
-    rng = np.random.default_rng([seed, 3])
+    rng = stream(seed, CAPTIONS)
     return [captions[rng.integers(len(captions))] for captions in motions.captions]
 
 
@@ -129,7 +130,7 @@ class MotionEvaluation:
         # One caption per test motion; pools of prompts never hold a caption twice, as upstream's.
         captions = pick_captions(test, settings.seed)
         chosen = draw_pools(captions, settings.num_samples, settings.r_precision_batch,
-                            np.random.default_rng([settings.seed, 11]))
+                            stream(settings.seed, EVAL_PROMPTS))
         self.prompts = test.select(chosen)
         self.captions = [captions[i] for i in chosen]
         self.lengths = np.array([len(f) for f in self.prompts.features], dtype=np.int64)
@@ -170,7 +171,8 @@ class MotionEvaluation:
                                "samples are finite: the model has diverged")
         motions = _evaluation_set(list(self.prompts.ids), self.captions, samples, generation,
                                   [{} for _ in samples])
-        multimodality = self.multimodality_samples(model, generation, derive_seed(settings.seed, generation, 1))
+        multimodality = self.multimodality_samples(model, generation,
+                                                   derive_seed(settings.seed, generation, EVAL_MULTIMODALITY))
         if multimodality is not None:
             motions = motions.concat([multimodality])
         metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}

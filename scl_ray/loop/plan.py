@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scl_ray.config import LoopConfig
+from scl_ray.rng import REPLACEMENT, stream
 
 def arm_name(synthetic_ratio: float, strength: float) -> str:
     """The paper's three arms: no synthetic data, synthetic uncorrected, synthetic corrected."""
@@ -69,7 +70,7 @@ def plan_generation(loop: LoopConfig, generation: int, initial_steps: int, real_
 
 def replacement_mask(num: int, strength: float, seed: int) -> np.ndarray:
     """(num,) bool: which synthetic items are replaced by their correction (probability strength)."""
-    rng = np.random.default_rng([seed, 1])
+    rng = stream(seed, REPLACEMENT)
     return rng.random(num) < strength
 
 

@@ -24,21 +24,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import smplx
-import torch
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
-from smplx.utils import Struct
 from tqdm import tqdm
 
 from scl_ray import storage
 from scl_ray.errors import UserError
 from scl_ray.motion import humanml3d
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import NUM_JOINTS, Skeleton
 
-FPS = 20
+if TYPE_CHECKING:  # smplx (and torch, which it imports) only load when a body model is posed
+    import smplx
+
 NUM_BETAS = 10  # raw_pose_processing's num_betas; AMASS files carry 16
 SMPLH_POSE_DIM = 156  # 3 root + 21 * 3 body + 2 * 15 * 3 hand axis-angles
 GENDERS = ("male", "female", "neutral")
@@ -153,6 +153,9 @@ def load_smplh(model_dir: str | os.PathLike, gender: str, device: str = "cpu") -
     MANO hand PCA that smplx insists on reading; those are filled with zeros, which this
     configuration never uses.
     """
+    import smplx
+    from smplx.utils import Struct
+
     path = smplh_model_path(model_dir, gender)
     with np.load(path, allow_pickle=False) as data:
         needed = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -182,6 +185,9 @@ def sequence_joints(sequence: AmassSequence, body_model: smplx.SMPLH, target_fps
     skinned, since no joint depends on it: about 100 times faster than the full call (measured
     0.04 s instead of 3.9 s for 1000 frames on one CPU core).
     """
+    import torch
+    from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
+
     keep = resample_indices(len(sequence.poses), sequence.fps, target_fps)
     device = body_model.shapedirs.device
     poses = torch.as_tensor(sequence.poses[keep], dtype=torch.float32, device=device)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.humanml3d import (
-    DROP_FRAMES, FEATURE_DIM, FEATURES_DIR, JOINTS_DIR, MAX_FRAMES, MEAN_FILE, MIN_FRAMES, OPTIONAL_SPLITS,
-    SPLITS, STD_FILE, TEXTS_DIR, parse_text_line,
+    DROP_FRAMES, FEATURES_DIR, JOINTS_DIR, MEAN_FILE, OPTIONAL_SPLITS, SPLITS, STD_FILE, TEXTS_DIR, parse_text_line,
 )
 from scl_ray.motion.skeleton import NUM_JOINTS
 

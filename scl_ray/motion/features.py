@@ -20,19 +20,23 @@ Upstream quirks kept on purpose, because models and evaluators trained on HumanM
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy.ndimage import gaussian_filter1d
 
+from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.quaternion import IDENTITY, qbetween, qinv, qmul, qrot, quaternion_to_matrix
 from scl_ray.motion.skeleton import (
     FACE_JOINTS, FOOT_JOINTS, JOINT, KINEMATIC_CHAINS, NUM_JOINTS, PARENTS, RAW_OFFSETS, Skeleton,
 )
 
-FEATURE_DIM = 263
+if TYPE_CHECKING:  # numpy input never needs torch; a tensor argument means it is already loaded
+    import torch
+
 ROOT_YAW_VELOCITY = slice(0, 1)  # half the yaw angle turned per frame, radians
 ROOT_LINEAR_VELOCITY = slice(1, 3)  # root XZ displacement per frame in the facing frame, metres
 ROOT_HEIGHT = slice(3, 4)  # metres above the floor
@@ -234,29 +238,37 @@ def joints_to_features(
     return features.astype(np.float32)
 
 
-def _recover_from_ric(features: torch.Tensor) -> torch.Tensor:
+def _is_tensor(x) -> bool:
+    """Whether x is a torch tensor, without importing torch (a tensor means torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _recover_from_ric(features, xp):
+    """recover_from_ric on numpy arrays (xp = numpy) or torch tensors (xp = torch): the functions used
+    here have the same names and arguments in both."""
     yaw_velocity = features[..., ROOT_YAW_VELOCITY.start]
     # The heading of frame t integrates the yaw velocities of frames 0..t-1 (half angles).
-    previous = torch.cat([torch.zeros_like(yaw_velocity[..., :1]), yaw_velocity[..., :-1]], -1)
-    half_yaw = torch.cumsum(previous, -1)
-    cos, sin = torch.cos(2 * half_yaw), torch.sin(2 * half_yaw)
+    previous = xp.concatenate([xp.zeros_like(yaw_velocity[..., :1]), yaw_velocity[..., :-1]], -1)
+    half_yaw = xp.cumsum(previous, -1)
+    cos, sin = xp.cos(2 * half_yaw), xp.sin(2 * half_yaw)
 
-    def to_world(x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_world(x, z):
         # The inverse of the facing rotation: a yaw of -2 * half_yaw about +y.
         return x * cos - z * sin, x * sin + z * cos
 
-    step = torch.zeros_like(features[..., ROOT_LINEAR_VELOCITY])
+    step = xp.zeros_like(features[..., ROOT_LINEAR_VELOCITY])
     step[..., 1:, :] = features[..., :-1, ROOT_LINEAR_VELOCITY]
     step_x, step_z = to_world(step[..., 0], step[..., 1])
-    root_x, root_z = torch.cumsum(step_x, -1), torch.cumsum(step_z, -1)
+    root_x, root_z = xp.cumsum(step_x, -1), xp.cumsum(step_z, -1)
     root_y = features[..., ROOT_HEIGHT.start]
 
-    ric = features[..., RIC_POSITIONS].unflatten(-1, (NUM_JOINTS - 1, 3))
+    ric = features[..., RIC_POSITIONS].reshape(tuple(features.shape[:-1]) + (NUM_JOINTS - 1, 3))
     cos, sin = cos[..., None], sin[..., None]
     joint_x, joint_z = to_world(ric[..., 0], ric[..., 2])
-    others = torch.stack([joint_x + root_x[..., None], ric[..., 1], joint_z + root_z[..., None]], -1)
-    root = torch.stack([root_x, root_y, root_z], -1)
-    return torch.cat([root.unsqueeze(-2), others], -2)
+    others = xp.stack([joint_x + root_x[..., None], ric[..., 1], joint_z + root_z[..., None]], -1)
+    root = xp.stack([root_x, root_y, root_z], -1)
+    return xp.concatenate([root[..., None, :], others], -2)
 
 
 def features_to_joints(features: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -265,16 +277,15 @@ def features_to_joints(features: np.ndarray | torch.Tensor) -> np.ndarray | torc
     features: (..., T', 263) numpy array or torch tensor. Integrates the root's yaw and XZ
     velocities from the origin and places the ric block around the root; the rotation and velocity
     blocks are not used. Returns (..., T', 22, 3) metres: float32 numpy for numpy input (computed in
-    float64), a tensor of the input's dtype and device for torch input.
+    float64, without torch), a tensor of the input's dtype and device for torch input.
     """
     if features.shape[-1] != FEATURE_DIM or features.ndim < 2:
         raise ValueError(
             f"features must have shape (..., T, {FEATURE_DIM}), got {tuple(features.shape)}"
         )
-    if isinstance(features, torch.Tensor):
-        return _recover_from_ric(features)
-    joints = _recover_from_ric(torch.from_numpy(np.asarray(features, dtype=np.float64)))
-    return joints.numpy().astype(np.float32)
+    if _is_tensor(features):
+        return _recover_from_ric(features, sys.modules["torch"])
+    return _recover_from_ric(np.asarray(features, dtype=np.float64), np).astype(np.float32)
 
 
 # Smallest std a Normalizer divides by. A block that is constant in the data (no turning at all in
@@ -310,7 +321,8 @@ class Normalizer:
             raise ValueError(f"Normalizer std must be positive, got <= 0 at feature dims {dims}")
 
     def _stats_like(self, x):
-        if isinstance(x, torch.Tensor):
+        if _is_tensor(x):
+            torch = sys.modules["torch"]
             return (torch.as_tensor(self.mean, dtype=x.dtype, device=x.device),
                     torch.as_tensor(self.std, dtype=x.dtype, device=x.device))
         return self.mean, self.std

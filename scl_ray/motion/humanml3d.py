@@ -28,18 +28,16 @@ import numpy as np
 
 from scl_ray import storage
 from scl_ray.errors import UserError
-from scl_ray.motion.features import FEATURE_DIM
+from scl_ray.motion.constants import FEATURE_DIM, FPS, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.skeleton import NUM_JOINTS
 
 __all__ = ["Caption", "MotionRecord", "tokenize", "parse_text_line", "format_text_line",
            "write_motion", "write_split", "read_split", "read_motion", "load_split", "check_dataset"]
 
-FPS = 20
 FEATURES_DIR, JOINTS_DIR, TEXTS_DIR = "new_joint_vecs", "new_joints", "texts"
 MEAN_FILE, STD_FILE = "Mean.npy", "Std.npy"
 SPLITS = ("train", "val", "test")
 OPTIONAL_SPLITS = ("train_val", "all")
-MIN_FRAMES, MAX_FRAMES = 40, 196
 DROP_FRAMES = 200  # upstream drops clips of 200 frames or more, and crops kept ones to 196 when batching
 # Upstream names a sub-clip item `<letter>_<id>` with a random letter from this alphabet.
 SUBCLIP_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVW"

@@ -25,6 +25,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from scl_ray.errors import UserError
 from scl_ray.motion import features as motion_features
 from scl_ray.motion import humanml3d
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
 
 # Right side warm, left side cool, so a mirrored motion is visibly different. Keyed by the chain's
@@ -53,7 +54,7 @@ def render_png(
     captions: Sequence[str],
     out_path: str | os.PathLike,
     frames_per_motion: int = 6,
-    fps: float = 20.0,
+    fps: float = FPS,
     dpi: int = 100,
 ) -> Path:
     """Draw a contact sheet: one row per motion, `frames_per_motion` evenly spaced frames.
@@ -87,7 +88,7 @@ def render_gif(
     motions: Sequence[np.ndarray],
     captions: Sequence[str],
     out_path: str | os.PathLike,
-    fps: float = 20.0,
+    fps: float = FPS,
     max_frames: int = 200,
     dpi: int = 72,
 ) -> Path:

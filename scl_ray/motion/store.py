@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from scl_ray import storage
 from scl_ray.errors import UserError
-from scl_ray.motion.humanml3d import FEATURE_DIM, MAX_FRAMES, MotionRecord
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
+from scl_ray.motion.humanml3d import MotionRecord
 
 FORMAT_VERSION = "1"
 FORMAT_KEY = b"scl_ray.motion_set.version"

@@ -28,10 +28,11 @@ import mujoco
 import numpy as np
 
 from scl_ray.config import CorrectConfig
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.store import CORRECTED, FAILED, NONFINITE
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
-from scl_ray.physics.metrics import FPS, METRIC_NAMES, MIN_FRAMES, physics_metrics
+from scl_ray.physics.metrics import METRIC_NAMES, MIN_FRAMES, physics_metrics
 from scl_ray.physics.reference import clean_reference
 from scl_ray.physics.tracker import TrackerSettings, TrackingFailed, reference_from_joints, track
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.skeleton import JOINT
-from scl_ray.physics.metrics import FPS, HORIZONTAL_AXES, MM_PER_M, UP_AXIS, physics_metrics
+from scl_ray.physics.metrics import HORIZONTAL_AXES, MM_PER_M, UP_AXIS, physics_metrics
 
 SINK_M = 0.05
 HOVER_M = 0.10

@@ -50,9 +50,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS  # every metric's default rate
 from scl_ray.motion.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS
 
-FPS = 20.0  # frames per second of HumanML3D-format motions, every metric's default
 UP_AXIS = 1
 HORIZONTAL_AXES = (0, 2)
 CONTACT_HEIGHT = 0.05  # metres: a foot joint below this height above the floor touches it

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT, NUM_JOINTS, PARENTS
 
-FPS = 20.0
 SPIKE_M = 0.03  # a bone this much longer or shorter than its median is out of place
 FLOOR_PERCENTILE = 10.0  # of the lowest foot joint's height over frames: the stance height
 DRIFT_CONTACT_M = 0.025  # a foot joint this close to the floor may be planted

@@ -49,6 +49,7 @@ import mujoco
 import numpy as np
 from scipy.optimize import nnls
 
+from scl_ray.motion.constants import FPS
 from scl_ray.physics.humanoid import Humanoid
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
 
@@ -99,7 +100,7 @@ class TrackerSettings:
     instant), see `_exposed`."""
 
     control_hz: float = 60.0
-    fps: float = 20.0
+    fps: float = FPS
     root_hz: float = 2.0
     swing_hz: float = 5.0
     friction: float = 0.8

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scl_ray.config import ToyConfig
+from scl_ray.rng import TOY_CORRECTOR, TOY_MODEL, TOY_REAL, stream
 
 COVARIANCE_JITTER = 1e-6  # the authors' ridge on the MLE covariance
 MAX_PROPOSALS = 10_000_000  # rejection sampling gives up (with an error) beyond this many draws
@@ -195,7 +196,7 @@ def run_toy(gamma: float, corrector: str, seed: int, config: ToyConfig | None = 
     """
     config = config or ToyConfig()
     correct = make_corrector(corrector, gamma, config.histogram_bins)
-    real_rng, model_rng, corrector_rng = (np.random.default_rng([seed, stream]) for stream in range(3))
+    real_rng, model_rng, corrector_rng = (stream(seed, name) for name in (TOY_REAL, TOY_MODEL, TOY_CORRECTOR))
     real = real_rng.standard_normal((config.real_points, config.dims))
     size = math.floor(config.synthetic_ratio * config.real_points + 1e-9)
     means = np.empty((config.generations + 1, config.dims))

@@ -15,6 +15,7 @@ import numpy as np
 
 from scl_ray.config import LoopConfig, ToyConfig
 from scl_ray.loop.generation import LoopParts, SelfConsumingLoop
+from scl_ray.rng import TOY_CORRECTOR, TOY_MODEL, TOY_REAL, stream
 from scl_ray.toy.gaussian import GaussianModel, make_corrector, w2_gaussian
 
 
@@ -75,7 +76,7 @@ def run_toy_loop(gamma: float, corrector: str, seed: int, config: ToyConfig | No
     """One toy loop through `SelfConsumingLoop`; returns the same record as `run_toy`."""
     config = config or ToyConfig()
     correct = make_corrector(corrector, gamma, config.histogram_bins)
-    real_rng, model_rng, corrector_rng = (np.random.default_rng([seed, stream]) for stream in range(3))
+    real_rng, model_rng, corrector_rng = (stream(seed, name) for name in (TOY_REAL, TOY_MODEL, TOY_CORRECTOR))
     real = PointSet(real_rng.standard_normal((config.real_points, config.dims)))
     model = ToyModel(model_rng, config.dims)
     target_mean, target_cov = np.zeros(config.dims), np.eye(config.dims)

@@ -14,7 +14,7 @@ from scl_ray.distributed.data import (
     CorrectorActor, CorrectorPool, _input_order, correct_file, correct_motion_set, rows_per_block,
 )
 from scl_ray.distributed.runtime import ResourcePlan, plan_resources
-from scl_ray.motion.humanml3d import FEATURE_DIM
+from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.store import FORMAT_KEY, FORMAT_VERSION, SCHEMA, MotionSet, read_motion_set, write_motion_set
 
 # The fake correctors below run in Ray workers, which cannot import this test module.

@@ -16,9 +16,10 @@ import pytest
 from scl_ray.config import EvaluateConfig, load_config
 from scl_ray.evaluation.metrics import (arrange_pools, compute_all, diversity, fid, interval_names, is_interval,
                                         r_precision)
-from scl_ray.evaluation.protocol import MULTIMODALITY_GROUP, POOL_STREAM, evaluate_motions
+from scl_ray.evaluation.protocol import MULTIMODALITY_GROUP, evaluate_motions
 from scl_ray.loop.data import RealData
 from scl_ray.motion.store import MotionSet
+from scl_ray.rng import EVAL_POOLS, stream
 from scl_ray.workflows import dataset_evaluator, evaluate_motion_set
 
 
@@ -103,7 +104,7 @@ def test_every_metric_uses_the_pooled_samples_and_multimodality_its_marked_rows(
                         [{MULTIMODALITY_GROUP: i // 4} for i in range(12)])
     evaluator = LinearEvaluator()
     metrics = evaluate_motions(samples.concat([marked]), evaluator, REAL, SETTINGS, physics=False)
-    order = arrange_pools([c[0] for c in samples.captions], 8, np.random.default_rng([SETTINGS.seed, POOL_STREAM]))
+    order = arrange_pools([c[0] for c in samples.captions], 8, stream(SETTINGS.seed, EVAL_POOLS))
     assert len(order) == 16
     motions = evaluator.embed_motions([samples.features[i] for i in order])
     texts = evaluator.embed_texts([samples.captions[i][0] for i in order])

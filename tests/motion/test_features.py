@@ -17,14 +17,14 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from scl_ray.motion.constants import FEATURE_DIM, FPS
 from scl_ray.motion.features import (
-    FEATURE_BLOCKS, FEATURE_DIM, FOOT_CONTACTS, JOINT_ROTATIONS, RIC_POSITIONS, ROOT_HEIGHT,
+    FEATURE_BLOCKS, FOOT_CONTACTS, JOINT_ROTATIONS, RIC_POSITIONS, ROOT_HEIGHT,
     Normalizer, features_to_joints, foot_contacts, joints_to_features, normalize_joints, retarget,
 )
 from scl_ray.motion.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, Skeleton
 
 GOLDEN = Path(__file__).parent / "data" / "humanml3d_reference.npz"
-FPS = 20.0
 
 
 def synthetic_motion(seed: int, frames: int, skeleton: Skeleton | None = None,

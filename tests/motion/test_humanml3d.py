@@ -9,8 +9,9 @@ import pytest
 
 from scl_ray.motion import humanml3d
 from scl_ray.motion.check import KINDS, check_dataset
+from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.humanml3d import (
-    FEATURE_DIM, Caption, MotionRecord, format_text_line, load_split, parse_text_line, read_motion,
+    Caption, MotionRecord, format_text_line, load_split, parse_text_line, read_motion,
     read_split, subclip_id, tokenize, write_motion, write_split,
 )
 

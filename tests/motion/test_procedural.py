@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.humanml3d import read_motion, read_split
 from scl_ray.motion.procedural import (
     FAMILIES, ProceduralMotion, generate_motion, generate_motions, split_ids, write_procedural_dataset,
@@ -15,7 +16,6 @@ from scl_ray.motion.procedural.captions import COUNT_ADVERBS, COUNT_NUMBERS, SPE
 from scl_ray.motion.procedural.dataset import rebuild_track
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS, Skeleton
 
-FPS = 20
 MIRRORED = [JOINT_NAMES.index(name.replace("left", "right") if "left" in name else name.replace("right", "left"))
             for name in JOINT_NAMES]
 COMBINATIONS = ("walk+turn", "jump_in_place+wave", "run+sit_down", "squat+jump_forward", "turn+high_knees")

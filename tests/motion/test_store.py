@@ -6,7 +6,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from scl_ray.motion.humanml3d import FEATURE_DIM, Caption, MotionRecord
+from scl_ray.motion.constants import FEATURE_DIM
+from scl_ray.motion.humanml3d import Caption, MotionRecord
 from scl_ray.motion.store import (
     FORMAT_KEY, FORMAT_VERSION, MotionSet, from_padded_batch, read_motion_set, to_padded_batch,
     write_motion_set,

@@ -11,7 +11,8 @@ import pytest
 
 from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 from scl_ray.config import CorrectConfig
-from scl_ray.motion.features import FEATURE_DIM, features_to_joints, joints_to_features
+from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
+from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.procedural.families import FAMILIES
 from scl_ray.motion.store import STATUSES
 from scl_ray.physics.corrector import (
@@ -19,8 +20,6 @@ from scl_ray.physics.corrector import (
 )
 from scl_ray.physics.humanoid import HumanoidSettings
 from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS, assess_case, pass_counts
-
-MAX_FRAMES = 196
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural import generate_motion
 from scl_ray.motion.procedural.families import FAMILIES
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT
@@ -12,7 +13,7 @@ from scl_ray.physics.corruptions import (
     CLEAN, CONDITIONS, CORRUPTIONS, CRITERIA, OWN_METRIC, SNAP_JOINTS, assess_case, corrupt_all, format_table,
     mpjpe_mm, pass_counts, tolerance,
 )
-from scl_ray.physics.metrics import FPS, physics_metrics
+from scl_ray.physics.metrics import physics_metrics
 
 
 def procedural(family, seed=0):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT, Skeleton
 from scl_ray.physics.metrics import (
     METRIC_NAMES, bone_mm, float_mm, jitter, peak_jerk, physics_metrics, physics_metrics_batch, run_lengths,
     skate_mm, speed,
 )
-
-FPS = 20
 
 
 def smootherstep(s):

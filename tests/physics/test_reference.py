@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural.families import FAMILIES
 from scl_ray.motion.skeleton import FOOT_JOINTS, JOINT, PARENTS
 from scl_ray.physics.corruptions import CORRUPTIONS
@@ -13,8 +14,6 @@ from scl_ray.physics.reference import (
     clean_reference, ground, lock_feet, noise_level, remove_drift, remove_spikes, smooth,
 )
 from tests.physics.clips import procedural, real_motions
-
-FPS = 20.0
 
 
 def mean_change_mm(a, b):

@@ -8,6 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural import generate_motion
 from scl_ray.motion.skeleton import Skeleton
 from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
@@ -17,8 +18,6 @@ from scl_ray.physics.retarget import qpos_to_joints
 from scl_ray.physics.tracker import (
     TrackerSettings, inverse_dynamics, reference_derivatives, reference_from_joints, track,
 )
-
-FPS = 20
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from scl_ray.motion.procedural.body import LEFT, REST_ARM, RIGHT, SIDE_SIGN, Body, Track
-from scl_ray.motion.procedural.curves import FPS, frame_times, keyframes
+from scl_ray.motion.constants import FPS
+from scl_ray.motion.procedural.curves import frame_times, keyframes
 
 SIDE_INDEX = {"left": LEFT, "right": RIGHT}
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
-FPS = 20
+from scl_ray.motion.constants import FPS
+
 GRAVITY = 9.81  # m/s^2
 
 

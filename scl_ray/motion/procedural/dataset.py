@@ -9,15 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.features import Normalizer, features_to_joints, joints_to_features
 from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
 from scl_ray.motion.procedural.body import Body, Track, concatenate, contacts, pose
 from scl_ray.motion.procedural.captions import describe
-from scl_ray.motion.procedural.curves import FPS
 from scl_ray.motion.procedural.families import FAMILIES, build, ends_standing, sample
 from scl_ray.motion.skeleton import Skeleton
+from scl_ray.rng import PROCEDURAL_MOTION, PROCEDURAL_SCHEDULE, PROCEDURAL_SPLITS, stream
 
-MIN_FRAMES, MAX_FRAMES = 41, 196  # the features drop one frame: 40..195 feature frames, as HumanML3D keeps
+# Joint frames of a motion; its features drop one frame: MIN_FRAMES..MAX_FRAMES - 1 feature frames.
+MIN_JOINT_FRAMES, MAX_JOINT_FRAMES = MIN_FRAMES + 1, MAX_FRAMES
 COMBINATION = "combination"
 # Motions are drawn in rounds: every family once and this many combinations of two, shuffled.
 COMBINATIONS_PER_ROUND = 5
@@ -93,9 +95,9 @@ def heading_span(joints: np.ndarray) -> float:
 
 def _plan(names: list[str], fixed_list: list[dict], rng: np.random.Generator, body: Body,
           motion_id: str) -> tuple[list[tuple[str, dict]], Track]:
-    """Draw and build the segments within MAX_FRAMES; later segments are drawn first, the first
+    """Draw and build the segments within MAX_JOINT_FRAMES; later segments are drawn first, the first
     one gets the time they leave. A plan that overruns (rare) is redrawn with less time."""
-    total = (MAX_FRAMES - 1) / FPS
+    total = (MAX_JOINT_FRAMES - 1) / FPS
     for attempt in range(6):
         segments: list[tuple[str, dict]] = []
         parts: list[Track] = []
@@ -113,19 +115,19 @@ def _plan(names: list[str], fixed_list: list[dict], rng: np.random.Generator, bo
             segments.insert(0, (name, params))
             parts.insert(0, build(name, params, body))
         track = _join(parts, body)
-        if track.frames <= MAX_FRAMES:
+        if track.frames <= MAX_JOINT_FRAMES:
             return segments, track
-    raise ValueError(f"procedural motion {motion_id} ({'+'.join(names)}) cannot fit {MAX_FRAMES} frames; "
+    raise ValueError(f"procedural motion {motion_id} ({'+'.join(names)}) cannot fit {MAX_JOINT_FRAMES} frames; "
                      f"last plan: {segments} ({track.frames} frames)")
 
 
 def _join(parts: list[Track], body: Body) -> Track:
-    """Segments one after the other, padded with standing still up to MIN_FRAMES."""
+    """Segments one after the other, padded with standing still up to MIN_JOINT_FRAMES."""
     track = parts[0]
     for part in parts[1:]:
         track = concatenate(track, part)
-    if track.frames < MIN_FRAMES:
-        track = concatenate(track, Track.standing(body, MIN_FRAMES - track.frames + 1))
+    if track.frames < MIN_JOINT_FRAMES:
+        track = concatenate(track, Track.standing(body, MIN_JOINT_FRAMES - track.frames + 1))
     return track
 
 
@@ -141,7 +143,7 @@ def rebuild_track(family: str, params: dict, skeleton: Skeleton | None = None) -
 
 def _schedule(num: int, seed: int) -> list[str]:
     """The kind of each motion: families and combinations in shuffled rounds."""
-    rng = np.random.default_rng([seed, 0])
+    rng = stream(seed, PROCEDURAL_SCHEDULE)
     kinds = list(FAMILIES) + [COMBINATION] * COMBINATIONS_PER_ROUND
     order: list[str] = []
     while len(order) < num:
@@ -156,7 +158,7 @@ def generate_motions(num: int, seed: int) -> list[ProceduralMotion]:
     """
     motions = []
     for index, kind in enumerate(_schedule(num, seed)):
-        rng = np.random.default_rng([seed, 1, index])
+        rng = stream(seed, PROCEDURAL_MOTION, index)
         if kind == COMBINATION:
             first, second = rng.choice(len(FAMILIES), size=2, replace=False)
             kind = f"{FAMILIES[first]}+{FAMILIES[second]}"
@@ -174,7 +176,7 @@ def split_ids(motions: list[ProceduralMotion], seed: int, splits: tuple[float, f
     groups: dict[str, list[str]] = {}
     for motion in motions:
         groups.setdefault(COMBINATION if "+" in motion.family else motion.family, []).append(motion.id)
-    rng = np.random.default_rng([seed, 2])
+    rng = stream(seed, PROCEDURAL_SPLITS)
     result = {"train": [], "val": [], "test": []}
     for name in sorted(groups):
         ids = [groups[name][i] for i in rng.permutation(len(groups[name]))]

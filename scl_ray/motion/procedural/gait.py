@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural.body import (
     LEFT, REST_ARM, RIGHT, SIDE_SIGN, TOE_OUT, UP, Body, Track, forward, leftward, rotation,
 )
 from scl_ray.motion.procedural.curves import (
-    FPS, GRAVITY, ballistic, bump, ease, frame_times, hermite, plateau, plateau_integral, smooth_cover,
+    GRAVITY, ballistic, bump, ease, frame_times, hermite, plateau, plateau_integral, smooth_cover,
 )
 
 FAR = 1e4  # seconds: open ends of the first and last stance

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural.body import LEFT, RIGHT, UP, Body, Track, concatenate, forward
 from scl_ray.motion.procedural.curves import (
-    FPS, GRAVITY, ballistic, bump, ease, frame_times, hermite, keyframes, softplus,
+    GRAVITY, ballistic, bump, ease, frame_times, hermite, keyframes, softplus,
 )
 
 CROUCH, PUSH, ABSORB, RECOVER = 0.45, 0.22, 0.3, 0.5  # phase durations, seconds
