@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 import mujoco
 import numpy as np
 
+from scl_ray.config import CorrectConfig
 from scl_ray.motion.skeleton import (
     FOOT_JOINTS, FOOT_JOINTS_LEFT, FOOT_JOINTS_RIGHT, JOINT, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS,
     RIGID_GROUPS, Skeleton,
@@ -125,7 +126,7 @@ class HumanoidSettings:
     (metres; None: anatomical, `default_ankle_height`)."""
 
     kp_scale: float = 1.0
-    residual_force_limit: float = 0.3  # the default of correct.residual_force_limit (scl_ray/config.py)
+    residual_force_limit: float = CorrectConfig.residual_force_limit  # the one default: the config's
     hinge_frequency_hz: float = HINGE_FREQUENCY_HZ
     root_frequency_hz: float = ROOT_FREQUENCY_HZ
     vertical_share: float = VERTICAL_SHARE
