@@ -90,7 +90,8 @@ class TrackingFailed(RuntimeError):
 class TrackerSettings:
     """control_hz: rate of the feed-forward, the contact forces and the servo targets; fps: reference
     frame rate; root_hz: natural frequency of the root's feedback; swing_hz: of the swing feet's
-    (0: none); friction: friction
+    (0: none), and swing_toe the share of its pull that acts on the toe joint besides the foot's
+    origin (the ankle); friction: friction
     coefficient assumed when sharing the load (below the floor's, so that planned forces hold);
     contact_height: a sole corner this close to the floor (m) can push; help_levels, help_factor,
     max_help: the help ladder (its top force, body weights); fall_distance (m) / fall_angle
@@ -103,6 +104,7 @@ class TrackerSettings:
     fps: float = FPS
     root_hz: float = 2.0
     swing_hz: float = 5.0
+    swing_toe: float = 0.25
     friction: float = 0.8
     contact_height: float = 0.005
     help_levels: int = 4
@@ -229,6 +231,7 @@ class _Controller:
                          for side in ("left", "right")]
         self.swing_mass = sum(model.body_mass[model.body(f"left_{part}").id] for part in ("knee", "ankle"))
         self.foot_jacobian = np.zeros((3, model.nv))
+        self.toes = humanoid.sole_corners[:, 2:].mean(axis=1)  # (2, 3) the toe joint in each foot's frame
 
     def set_help(self, level: int) -> float:
         """Arm the root servo for help `level` (0: off); returns its gain factor. Its force limits grow
@@ -283,19 +286,31 @@ class _Controller:
 
     def swing_torques(self, data: mujoco.MjData, feet: np.ndarray, feet_velocity: np.ndarray,
                       swing: np.ndarray) -> np.ndarray:
-        """(nv,) leg hinge torques pulling each swinging foot's origin towards the reference's: feet
-        (2, 3) and feet_velocity (2, 3) the reference's, swing (2,) how much each foot swings (0-1)."""
+        """(nv,) leg hinge torques pulling each swinging foot's origin (the ankle), and with a share
+        swing_toe of the pull its toe joint, towards the reference's: feet (2, 2, 3) and feet_velocity
+        (2, 2, 3) the reference's origins and toes, swing (2,) how much each foot swings (0-1).
+
+        The origin alone leaves the foot's pitch to the ankle's servo, which lags under the swing's
+        acceleration: on clean procedural walks the simulated toe passed 1-2 cm below the reference's
+        at lift-off and touch-down, inside the 5 cm contact band while moving 2-3 m/s (skating).
+        Measured on the 90-case judge (benchmarks/corrector_quality.py): 62 whole cases without the toe,
+        69 with a quarter of the pull on it, 68 with half, 64 with all (a jump's legs then fold early)."""
         torques = np.zeros(self.model.nv)
         omega = 2.0 * np.pi * self.settings.swing_hz
         for side, body in enumerate(self.humanoid.sole_bodies):
             if swing[side] <= 0.0:
                 continue
-            mujoco.mj_jacBody(self.model, data, self.foot_jacobian, None, body)
             dofs = self.leg_dofs[side]
-            velocity = self.foot_jacobian @ data.qvel
-            pull = self.swing_mass * swing[side] * (omega**2 * (feet[side] - data.xpos[body])
-                                                    + 2.0 * omega * (feet_velocity[side] - velocity))
-            torques[dofs] = self.foot_jacobian[:, dofs].T @ pull
+            toe = data.xpos[body] + data.xmat[body].reshape(3, 3) @ self.toes[side]
+            pulls = ((data.xpos[body], feet[side, 0], feet_velocity[side, 0], self.swing_mass),
+                     (toe, feet[side, 1], feet_velocity[side, 1], self.settings.swing_toe * self.swing_mass))
+            for point, target, target_velocity, mass in pulls:
+                if mass <= 0.0:
+                    continue
+                mujoco.mj_jac(self.model, data, self.foot_jacobian, None, point, body)
+                velocity = self.foot_jacobian @ data.qvel
+                pull = mass * swing[side] * (omega**2 * (target - point) + 2.0 * omega * (target_velocity - velocity))
+                torques[dofs] += self.foot_jacobian[:, dofs].T @ pull
         return torques
 
     def apply(self, data: mujoco.MjData, qpos: np.ndarray, qvel: np.ndarray, force: np.ndarray,
@@ -339,18 +354,19 @@ class _Controller:
 
 
 def _reference_feet(humanoid: Humanoid, reference: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per reference frame, the feet's origins (T, 2, 3), simulation frame, and how much each swings
-    (T, 2): 0 while its sole's lowest corner is within SWING_FADE[0] of the floor, 1 above SWING_FADE[1]."""
+    """Per reference frame, the feet's origins and toe joints (T, 2, 2, 3), simulation frame, and how
+    much each swings (T, 2): 0 while its sole's lowest corner is within SWING_FADE[0] of the floor, 1 above SWING_FADE[1]."""
     model = humanoid.model
     data = mujoco.MjData(model)
-    feet = np.empty((len(reference), 2, 3))
+    feet = np.empty((len(reference), 2, 2, 3))
     lowest = np.empty((len(reference), 2))
     for frame, qpos in enumerate(reference):
         data.qpos[:] = qpos
         mujoco.mj_kinematics(model, data)
         for side, body in enumerate(humanoid.sole_bodies):
-            feet[frame, side] = data.xpos[body]
             corners = humanoid.sole_corners[side] @ data.xmat[body].reshape(3, 3).T
+            feet[frame, side, 0] = data.xpos[body]
+            feet[frame, side, 1] = data.xpos[body] + corners[2:].mean(axis=0)
             lowest[frame, side] = data.xpos[body, 2] + corners[:, 2].min()
     low, high = SWING_FADE
     return feet, np.clip((lowest - low) / (high - low), 0.0, 1.0)
