@@ -27,6 +27,7 @@ from ray.train.torch import TorchTrainer
 
 from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
+from scl_ray.distributed.correction import RayCorrection
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
 from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
@@ -36,7 +37,6 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.loop.resources import LoopResources, prepare_experiment
 from scl_ray.loop.state import MODEL, TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
-from scl_ray.motion.store import NONFINITE, UNCORRECTED, MotionSet
 
 POINTER = "generation.json"
 
@@ -80,52 +80,6 @@ def broadcast_from_rank0(value):
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
-
-
-def uncorrected(synthetic: MotionSet) -> MotionSet:
-    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed. Each
-    is uncorrected by design, or nonfinite (NaN or inf) as the corrector would have said."""
-    count = len(synthetic)
-    status = [UNCORRECTED if finite else NONFINITE for finite in synthetic.finite_mask()]
-    return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
-                     source=["corrected"] * count, generation=list(synthetic.generation),
-                     status=status, stats=[{"skipped": "strength 0"} for _ in range(count)])
-
-
-class RayCorrection:
-    """A loop's correction: rank 0 corrects on Ray, and every rank receives the corrected set.
-
-    With `correct.pool: resident` (the default) rank 0 starts a CorrectorPool at once, so its actors
-    warm up while generation 0 trains, and keeps it for every generation; with `data` every generation
-    streams through a fresh Ray Data pipeline. `close` stops the pool's actors.
-    """
-
-    def __init__(self, config: Config, plan: ResourcePlan, rank: int):
-        self.config, self.plan, self.rank = config, plan, rank
-        self.pool = None
-        corrects = config.loop.strength > 0 and config.loop.synthetic_ratio > 0
-        if rank == 0 and corrects and config.correct.pool == "resident":
-            from scl_ray.distributed.data import CorrectorPool
-
-            self.pool = CorrectorPool(config.correct, plan)
-
-    def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
-        corrected = None
-        if self.config.loop.strength == 0:
-            corrected = uncorrected(synthetic)
-        elif self.rank == 0:
-            if self.pool is not None:
-                corrected = self.pool.correct(synthetic)
-            else:
-                from scl_ray.distributed.data import correct_motion_set
-
-                corrected = correct_motion_set(synthetic, self.config.correct, self.plan, progress=False)
-        return broadcast_from_rank0(corrected)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
 
 
 def report_generation(rank: int, logger=None, announce: bool = False) -> Callable[[int, dict, str], None]:
@@ -201,7 +155,7 @@ def loop_worker(worker_config: dict) -> dict:
     torch.set_num_threads(max(1, int(plan.worker_cpus)))
     device = str(ray.train.torch.get_device()) if plan.use_gpu else "cpu"
     directory = TrialDirectory(worker_config["trial_dir"])
-    correction = RayCorrection(config, plan, rank)  # first: its actors start while the rest loads
+    correction = RayCorrection(config, plan, rank, broadcast_from_rank0)  # first: its actors start while the rest loads
     logger = None
     try:
         resources = LoopResources.load(config, worker_config["experiment"])
