@@ -60,7 +60,7 @@ def per_generation(directory: str) -> dict:
 
 def run_local(config, directory: str) -> dict:
     """The same loop in-process: PhysicsCorrector called directly, no Ray anywhere."""
-    from scl_ray.distributed.data import CorrectorActor
+    from scl_ray.distributed.correction import CorrectorActor
     from scl_ray.loop.build import build_motion_loop
     from scl_ray.loop.resources import LoopResources
     from scl_ray.loop.state import TrialDirectory
@@ -70,7 +70,7 @@ def run_local(config, directory: str) -> dict:
     corrector = CorrectorActor(None, config.correct)
 
     def correct(synthetic: MotionSet, seed: int) -> MotionSet:
-        return MotionSet.from_table(corrector(synthetic.to_table()))
+        return corrector.correct(synthetic)
 
     resources = LoopResources.build(config, progress=False)
     logger = GenerationLogger(directory, config.loop, evaluator=resources.evaluator_hash)  # TensorBoard costs the same in both runs

@@ -1,4 +1,4 @@
-"""Ray Train: one long-lived `TorchTrainer.fit` per loop, and `scl-ray train` (a generation 0).
+"""Ray Train, the loop worker: one long-lived `TorchTrainer.fit` per loop.
 
 Every worker runs the whole loop (`scl_ray.loop`) with its model resident for all generations:
 it samples its share of the prompts, rank 0 sends the synthetic set through its resident
@@ -7,6 +7,10 @@ evaluate, and `ray.train.report` the metrics. The reported checkpoint is a point
 generation directory (a small JSON file, not a copy of the model and motion sets): the run
 directory's DONE markers are the source of truth, and a worker group restarted by `FailureConfig`
 resumes from the newest finished generation through it.
+
+Also here: the Train logging both trainers share (`train_logging`, `quiet_report_lines`; the other
+trainer, `scl-ray train`, is `generation_zero.py`) and the fault-injection hook of the recovery tests.
+The loop's correction is `correction.RayCorrection`; its collectives are `collectives.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 import ray.train
 import ray.train.torch
@@ -27,16 +30,17 @@ from ray.train.torch import TorchTrainer
 
 from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
-from scl_ray.distributed.runtime import ResourcePlan, ray_environment, run_interruptibly, verbose
+from scl_ray.distributed.collectives import broadcast_from_rank0, gather_objects
+from scl_ray.distributed.correction import RayCorrection
+from scl_ray.distributed.runtime import ResourcePlan, ray_environment, verbose
 from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
 from scl_ray.loop.plan import trial_name
-from scl_ray.loop.resources import LoopResources, prepare_experiment
-from scl_ray.loop.state import MODEL, TrialDirectory
+from scl_ray.loop.resources import LoopResources
+from scl_ray.loop.state import TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
-from scl_ray.motion.store import NONFINITE, UNCORRECTED, MotionSet
 
 POINTER = "generation.json"
 
@@ -63,69 +67,6 @@ def quiet_report_lines() -> None:
     except ImportError:  # another Ray layout: nothing to quiet
         return
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
-
-
-def gather_objects(items: list) -> list:
-    """This rank's list -> every rank's lists, in rank order (all_gather over the process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [items]
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, items)
-    return gathered
-
-
-def broadcast_from_rank0(value):
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
-def uncorrected(synthetic: MotionSet) -> MotionSet:
-    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed. Each
-    is uncorrected by design, or nonfinite (NaN or inf) as the corrector would have said."""
-    count = len(synthetic)
-    status = [UNCORRECTED if finite else NONFINITE for finite in synthetic.finite_mask()]
-    return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
-                     source=["corrected"] * count, generation=list(synthetic.generation),
-                     status=status, stats=[{"skipped": "strength 0"} for _ in range(count)])
-
-
-class RayCorrection:
-    """A loop's correction: rank 0 corrects on Ray, and every rank receives the corrected set.
-
-    With `correct.pool: resident` (the default) rank 0 starts a CorrectorPool at once, so its actors
-    warm up while generation 0 trains, and keeps it for every generation; with `data` every generation
-    streams through a fresh Ray Data pipeline. `close` stops the pool's actors.
-    """
-
-    def __init__(self, config: Config, plan: ResourcePlan, rank: int):
-        self.config, self.plan, self.rank = config, plan, rank
-        self.pool = None
-        corrects = config.loop.strength > 0 and config.loop.synthetic_ratio > 0
-        if rank == 0 and corrects and config.correct.pool == "resident":
-            from scl_ray.distributed.data import CorrectorPool
-
-            self.pool = CorrectorPool(config.correct, plan)
-
-    def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
-        corrected = None
-        if self.config.loop.strength == 0:
-            corrected = uncorrected(synthetic)
-        elif self.rank == 0:
-            if self.pool is not None:
-                corrected = self.pool.correct(synthetic)
-            else:
-                from scl_ray.distributed.data import correct_motion_set
-
-                corrected = correct_motion_set(synthetic, self.config.correct, self.plan, progress=False)
-        return broadcast_from_rank0(corrected)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
 
 
 def report_generation(rank: int, logger=None, announce: bool = False) -> Callable[[int, dict, str], None]:
@@ -201,7 +142,7 @@ def loop_worker(worker_config: dict) -> dict:
     torch.set_num_threads(max(1, int(plan.worker_cpus)))
     device = str(ray.train.torch.get_device()) if plan.use_gpu else "cpu"
     directory = TrialDirectory(worker_config["trial_dir"])
-    correction = RayCorrection(config, plan, rank)  # first: its actors start while the rest loads
+    correction = RayCorrection(config, plan, rank, broadcast_from_rank0)  # first: its actors start while the rest loads
     logger = None
     try:
         resources = LoopResources.load(config, worker_config["experiment"])
@@ -242,63 +183,3 @@ def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, 
                              failure_config=FailureConfig(max_failures=max_failures), logging_config=train_logging(),
                              worker_runtime_env={"env_vars": ray_environment()}),
     )
-
-
-def generation_zero_worker(worker_config: dict) -> dict:
-    """`scl-ray train`: train from scratch on the configured real subset, reporting as it goes."""
-    from scl_ray.loop.motion import MotionLoopModel
-
-    quiet_report_lines()
-    config = config_from_dict(worker_config["config"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(worker_config["cpus"])))
-    device = str(ray.train.torch.get_device()) if worker_config["use_gpu"] else "cpu"
-    resources = LoopResources.load(config, worker_config["experiment"], evaluator=False)
-    model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
-                            gather_objects)
-    items = resources.real.subset(config.loop.train_size, config.loop.seed)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            model.load(storage.join(folder, MODEL))
-    chunk = max(1, worker_config["report_every"])
-    while model.trainer.step < config.train.steps:
-        steps = min(chunk, config.train.steps - model.trainer.step)
-        stats = model.train(items, steps, seed=config.train.seed)
-        if rank == 0:
-            print(f"step {model.trainer.step}/{config.train.steps}: loss {stats['loss']:.4f}", flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            if rank == 0:
-                model.save(storage.join(folder, MODEL))
-            ray.train.report({"loss": stats["loss"], "step": model.trainer.step},
-                             checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
-    return {"step": model.trainer.step}
-
-
-def train_generation_zero(config: Config, out_dir: str, plan: ResourcePlan, report_every: int = 200) -> str:
-    """Run `scl-ray train`; returns the location of the final checkpoint (out_dir/model.pt).
-
-    out_dir: a local path or URI. The driver writes the data and caption embeddings into it first
-    (`prepare_experiment`, no evaluator: training does not evaluate), and every worker reads them from there.
-    """
-    out = storage.absolute(out_dir)
-    parent, name = storage.split(out)
-    prepare_experiment(config, out, evaluator=False)
-    trainer = TorchTrainer(
-        generation_zero_worker,
-        train_loop_config={"config": to_dict(config), "cpus": plan.worker_cpus, "use_gpu": plan.use_gpu,
-                           "report_every": report_every, "experiment": str(out)},
-        scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu,
-                                     resources_per_worker={"CPU": plan.worker_cpus}),
-        run_config=RunConfig(name=name, storage_path=parent, logging_config=train_logging(),
-                             worker_runtime_env={"env_vars": ray_environment()}),
-    )
-    result = run_interruptibly(trainer.fit)
-    if result.checkpoint is None:
-        raise RuntimeError(f"training reported no checkpoint: {result.error}")
-    final = storage.join(out, MODEL)
-    with result.checkpoint.as_directory() as folder:
-        storage.write_bytes(final, storage.read_bytes(storage.join(folder, MODEL)))
-    return final
-

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from scl_ray import storage
 from scl_ray.errors import UserError
-from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
+from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.humanml3d import MotionRecord
 
 FORMAT_VERSION = "1"
@@ -254,61 +254,3 @@ def _located(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSys
     if filesystem.get_file_info(path).type not in (pafs.FileType.File, pafs.FileType.Directory):
         raise FileNotFoundError(f"{uri}: no motion set file or directory there")
     return filesystem, path
-
-
-def to_padded_batch(motion_set: MotionSet, max_frames: int = MAX_FRAMES) -> dict[str, np.ndarray]:
-    """Fixed-size arrays for a model: features (N, max_frames, 263) float32, zero after each length.
-
-    Also ids, captions, source, status, stats (N,) object and lengths, generation (N,) int32.
-    A motion longer than `max_frames` is an error (crop it first, as `load_split` does).
-    """
-    count = len(motion_set)
-    features = np.zeros((count, max_frames, FEATURE_DIM), np.float32)
-    lengths = np.zeros(count, np.int32)
-    for index, (motion_id, frames) in enumerate(zip(motion_set.ids, motion_set.features)):
-        if len(frames) > max_frames:
-            raise ValueError(f"motion {motion_id} has {len(frames)} frames, more than max_frames={max_frames}")
-        features[index, : len(frames)] = frames
-        lengths[index] = len(frames)
-
-    def objects(values) -> np.ndarray:
-        # Filled one by one: slice assignment would broadcast equal-length tuples into a 2-D array.
-        array = np.empty(count, dtype=object)
-        for index, value in enumerate(values):
-            array[index] = value
-        return array
-
-    return {
-        "ids": objects(motion_set.ids), "captions": objects(motion_set.captions), "features": features,
-        "lengths": lengths, "source": objects(motion_set.source),
-        "generation": np.asarray(motion_set.generation, np.int32).reshape(count),
-        "status": objects(motion_set.status), "stats": objects(motion_set.stats),
-    }
-
-
-def from_padded_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
-    """MotionSet fields from a padded batch: features cut to their lengths (copies), other columns as lists.
-
-    Needs ids, captions, features (N, T, 263) and lengths (N,); source, generation, status and
-    stats are passed through when present, so `MotionSet(**from_padded_batch(to_padded_batch(s)))`
-    rebuilds `s`.
-    """
-    missing = [key for key in ("ids", "captions", "features", "lengths") if key not in batch]
-    if missing:
-        raise ValueError(f"padded batch lacks {missing}; it has {sorted(batch)}")
-    features, lengths = np.asarray(batch["features"]), np.asarray(batch["lengths"])
-    count = len(batch["ids"])
-    if features.ndim != 3 or features.shape[0] != count or features.shape[2] != FEATURE_DIM:
-        raise ValueError(f"padded features have shape {features.shape}, expected ({count}, frames, {FEATURE_DIM})")
-    if lengths.shape != (count,) or (lengths < 0).any() or (lengths > features.shape[1]).any():
-        raise ValueError(f"lengths {lengths.tolist()} must be {count} values in [0, {features.shape[1]}]")
-    pieces = {
-        "ids": [str(i) for i in batch["ids"]], "captions": [tuple(c) for c in batch["captions"]],
-        "features": [features[i, : int(n)].astype(np.float32, copy=True) for i, n in enumerate(lengths)],
-    }
-    for key in ("source", "status", "stats"):
-        if key in batch:
-            pieces[key] = list(batch[key])
-    if "generation" in batch:
-        pieces["generation"] = [int(g) for g in batch["generation"]]
-    return pieces

@@ -10,9 +10,8 @@ import pytest
 import ray.cloudpickle
 
 from scl_ray.config import CorrectConfig, ResourcesConfig
-from scl_ray.distributed.data import (
-    CorrectorActor, CorrectorPool, _input_order, correct_file, correct_motion_set, rows_per_block,
-)
+from scl_ray.distributed.correction import CorrectorActor, CorrectorPool, _input_order, rows_per_block
+from scl_ray.distributed.data import correct_file, correct_motion_set
 from scl_ray.distributed.runtime import ResourcePlan, plan_resources
 from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.store import FORMAT_KEY, FORMAT_VERSION, SCHEMA, MotionSet, read_motion_set, write_motion_set
@@ -135,17 +134,32 @@ def _check_corrected(inputs: MotionSet, outputs: MotionSet, failed: set[str]):
             np.testing.assert_array_equal(after, before + 1.0)
 
 
-def test_actor_retries_a_failed_batch_so_only_the_failing_motion_passes_through():
+def test_actor_corrects_each_motion_alone_so_only_the_failing_one_passes_through():
     motions = _motions(20).select(range(15, 20))
     assert FAILING_ID in motions.ids
-    table = CorrectorActor(ShiftCorrector, CorrectConfig())(motions.to_table())
+    actor = CorrectorActor(ShiftCorrector, CorrectConfig())
+    _check_corrected(motions, actor.correct(motions), failed={FAILING_ID})
+    table = actor(motions.to_table())  # Ray Data's entry: the same correction, as motion-set rows
     assert table.schema.equals(SCHEMA, check_metadata=True)
     _check_corrected(motions, MotionSet.from_table(table), failed={FAILING_ID})
 
 
+def test_corrector_sees_each_motion_at_its_own_length_unpadded():
+    shapes = []
+
+    class Recording(ShiftCorrector):
+        def __call__(self, batch: dict) -> dict:
+            shapes.append((batch["features"].shape, list(batch["lengths"])))
+            return super().__call__(batch)
+
+    motions = _motions(20).select([0, 1, 2])
+    _check_corrected(motions, CorrectorActor(Recording, CorrectConfig()).correct(motions), failed=set())
+    assert shapes == [((1, len(f), FEATURE_DIM), [len(f)]) for f in motions.features]
+
+
 def test_actor_passes_through_a_corrector_output_that_loses_motions():
     motions = _motions(20).select([0, 1, 2])
-    outputs = MotionSet.from_table(CorrectorActor(LosingCorrector, CorrectConfig())(motions.to_table()))
+    outputs = CorrectorActor(LosingCorrector, CorrectConfig()).correct(motions)
     assert outputs.ids == motions.ids and set(outputs.status) == {"failed"}
     assert all("it must keep every motion" in stats["error"] for stats in outputs.stats)
     assert [f.tobytes() for f in outputs.features] == [f.tobytes() for f in motions.features]

@@ -28,7 +28,7 @@ import pytest
 import ray.cloudpickle
 
 from scl_ray.config import CorrectConfig
-from scl_ray.distributed.data import CorrectorPool
+from scl_ray.distributed.correction import CorrectorPool
 from scl_ray.distributed.sweep import expand_trials, experiment_dir, run_sweep
 from scl_ray.loop.plan import trial_name
 from scl_ray.loop.state import DONE, METRICS

@@ -1,4 +1,4 @@
-"""Motion sets in Parquet: exact round trips, padded batches, and errors that name what is wrong."""
+"""Motion sets in Parquet: exact round trips, and errors that name what is wrong."""
 
 import numpy as np
 import pyarrow as pa
@@ -8,10 +8,7 @@ import pytest
 
 from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.motion.humanml3d import Caption, MotionRecord
-from scl_ray.motion.store import (
-    FORMAT_KEY, FORMAT_VERSION, MotionSet, from_padded_batch, read_motion_set, to_padded_batch,
-    write_motion_set,
-)
+from scl_ray.motion.store import FORMAT_KEY, FORMAT_VERSION, MotionSet, read_motion_set, write_motion_set
 
 
 def _motion_set(seed=0, count=5):
@@ -104,24 +101,6 @@ def test_select_concat_and_records():
     assert from_records.features[0].tobytes() == record.features.tobytes()
 
 
-def test_padded_batch_round_trip():
-    motion_set = _motion_set(count=5)
-    batch = to_padded_batch(motion_set, max_frames=196)
-    assert batch["features"].shape == (5, 196, FEATURE_DIM) and batch["features"].dtype == np.float32
-    assert batch["lengths"].dtype == np.int32 and batch["ids"].dtype == object
-    assert batch["captions"][2] == motion_set.captions[2]
-    for row, length in zip(batch["features"], batch["lengths"]):
-        assert not row[length:].any()
-    rebuilt = MotionSet(**from_padded_batch(batch))
-    _assert_same(rebuilt, motion_set)
-    assert rebuilt.stats == motion_set.stats
-    same_count = motion_set.select([0, 2])
-    same_count.captions = [("walks", "strides"), ("runs", "jogs")]
-    assert to_padded_batch(same_count)["captions"].shape == (2,)
-    minimal = {key: batch[key] for key in ("ids", "captions", "features", "lengths")}
-    assert set(from_padded_batch(minimal)) == {"ids", "captions", "features"}
-
-
 def test_errors_name_what_is_wrong(tmp_path):
     good = np.zeros((50, FEATURE_DIM), np.float32)
     with pytest.raises(ValueError, match=r"motion bad: features have shape \(50, 262\)"):
@@ -134,11 +113,6 @@ def test_errors_name_what_is_wrong(tmp_path):
         MotionSet(["a", "b"], [()], [good], ["real"], [0], [""], [{}])
     with pytest.raises(ValueError, match="motion a: stats"):
         MotionSet(["a"], [()], [good], ["real"], [0], [""], [{"x": object()}]).to_table()
-    with pytest.raises(ValueError, match="more than max_frames=40"):
-        to_padded_batch(MotionSet(["a"], [()], [good], ["real"], [0], [""], [{}]), max_frames=40)
-    with pytest.raises(ValueError, match="lengths"):
-        from_padded_batch({"ids": ["a"], "captions": [()], "features": np.zeros((1, 10, FEATURE_DIM)),
-                           "lengths": np.array([11])})
 
     table = _motion_set().to_table()
     path = tmp_path / "no_status.parquet"
