@@ -130,7 +130,7 @@ def verbose() -> bool:
 def ray_environment() -> dict[str, str]:
     """Environment that trims Train's start-up (a 0.1 s health check, no metrics exporter or preemption
     watcher: seconds per fit on 2 cores), keeps runs offline and names the storage endpoint."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV, *STORAGE_ENVIRONMENT)
+    forwarded = {name: os.environ[name] for name in (VERBOSE_ENV, *STORAGE_ENVIRONMENT)
                  if name in os.environ}
     return {
         **forwarded,
