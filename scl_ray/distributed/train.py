@@ -11,7 +11,6 @@ resumes from the newest finished generation through it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -218,7 +217,6 @@ def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, 
     shared_root: where the loops of a sweep share generation 0 (None: every loop trains its own).
     announce: print a line per finished generation (a loop run without Tune's callback).
     """
-    os.environ.update(ray_environment())
     return TorchTrainer(
         loop_worker,
         train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),
