@@ -163,6 +163,15 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
+def local_device(device: str) -> str:
+    """`resources.device` for work in this process: auto is cuda where torch sees a GPU, else cpu."""
+    gpus = local_gpus() if device != "cpu" else 0
+    if device == "cuda" and gpus == 0:
+        raise ResourceError("resources.device is cuda but this machine has no GPU torch can use; "
+                            "use resources.device=cpu or auto")
+    return "cuda" if gpus > 0 else "cpu"
+
+
 def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gpus: int | None = None) -> None:
     """Before starting a local Ray: refuse processes that ask for more than this machine has.
 
