@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 on the CPU; torch's own on CUDA)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="result file (default benchmarks/results/sample_throughput_<device>.json)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -110,7 +112,7 @@ def main() -> None:
         "repeats": args.repeats,
         "machine": describe_machine(device),
     }
-    path = RESULTS / f"sample_throughput_{device.type}.json"
+    path = Path(args.out) if args.out else RESULTS / f"sample_throughput_{device.type}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))

@@ -224,6 +224,7 @@ def main() -> None:
                         help="torch CPU threads (default: 1 on the CPU, as a one-CPU Train worker; else torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-ray", action="store_true", help="do not measure Ray Train's start-up")
+    parser.add_argument("--out", help="result file (default benchmarks/results/train_throughput_<device>.json)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -263,7 +264,7 @@ def main() -> None:
     if not args.skip_ray:
         result.update(ray_startup(use_gpu=cuda))
     result["machine"] = describe_machine(device)
-    path = RESULTS / f"train_throughput_{device.type}.json"
+    path = Path(args.out) if args.out else RESULTS / f"train_throughput_{device.type}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))

@@ -116,13 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample_cmd.add_argument("--prompt", action="append", required=True, help="a caption (repeatable)")
     sample_cmd.add_argument("--num", type=_positive(int), default=4, help="motions per prompt")
     sample_cmd.add_argument("--length", type=int, default=120, help="frames at 20 fps (default 120 = 6 s)")
-    sample_cmd.add_argument("--steps", type=_positive(int), default=50, help="sampling steps")
-    sample_cmd.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
-    sample_cmd.add_argument("--eta", type=float, default=0.0)
-    sample_cmd.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+    # Unset flags leave the config's `sample:` section (after --set) as it is; a given flag wins over both.
+    sample_cmd.add_argument("--steps", type=_positive(int), help="sampling steps (default: sample.steps)")
+    sample_cmd.add_argument("--sampler", choices=("ddim", "ddpm"), help="default: sample.sampler")
+    sample_cmd.add_argument("--eta", type=float, help="DDIM stochasticity (default: sample.eta)")
+    sample_cmd.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: sample.guidance)")
     sample_cmd.add_argument("--seed", type=int, default=0)
     sample_cmd.add_argument("--out", required=True, help="output motion set (.parquet)")
     sample_cmd.add_argument("--render", help="also render the first motions to this .gif")
+    _add_config_option(sample_cmd, "sample and resources.device")
     sample_cmd.set_defaults(func=cmd_sample)
 
     evaluator = commands.add_parser("evaluator", help="the text/motion evaluator").add_subparsers(

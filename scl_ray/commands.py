@@ -126,8 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SAMPLE_FLAGS = ("sampler", "steps", "eta", "guidance")  # `scl-ray sample` flags that set sample.<flag>
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    from scl_ray.config import SampleConfig
+    from scl_ray.distributed.runtime import local_device
     from scl_ray.motion.features import features_to_joints
     from scl_ray.motion.store import write_motion_set
     from scl_ray.workflows import sample_from_checkpoint
@@ -135,8 +138,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_output("--out", args.out, MOTION_SET_SUFFIXES)
     if args.render:
         _check_output("--render", args.render, (".gif",))
-    settings = SampleConfig(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta)
-    samples = sample_from_checkpoint(args.checkpoint, args.prompt, args.num, args.length, settings, args.seed)
+    flags = [f"sample.{name}={getattr(args, name)}" for name in SAMPLE_FLAGS if getattr(args, name) is not None]
+    config = load_config(args.config, [*args.overrides, *flags])  # a given flag wins over the config and --set
+    device = local_device(config.resources.device)
+    samples = sample_from_checkpoint(args.checkpoint, args.prompt, args.num, args.length, config.sample, args.seed,
+                                     device=device)
     write_motion_set(samples, args.out)
     print(f"wrote {len(samples)} motions to {args.out}")
     if args.render:

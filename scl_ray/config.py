@@ -1,7 +1,7 @@
 """The experiment configuration: one frozen dataclass per section, loaded from YAML.
 
 Sections mirror the packages (README, "The code"): data, model, train, sample, correct, evaluate, loop, sweep,
-resources, plus toy for the Gaussian theory check. Every key has a typed default; `load_config` rejects
+resources, plus toy for the Gaussian theory check and testing for the test suite's hooks. Every key has a typed default; `load_config` rejects
 unknown keys, wrong types and out-of-range values with the key path before anything runs, applies
 `--set section.key=value` overrides, and `save_config` writes the resolved config back so that loading
 it again gives an equal object.
@@ -254,6 +254,36 @@ class ToyConfig:
         validate(self)
 
 
+FAULT_KINDS = ("raise", "nonfinite")
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    """Test-only hooks, never set by a real run: the failure-recovery tests inject a fault here, and it
+    reaches every Ray worker with the config they already receive (`distributed/train.py`)."""
+
+    __test__ = False  # not a pytest test class
+
+    fault: str | None = setting(
+        None, help="'<trial>:<generation>:raise:<marker file>' makes that trial's evaluation of that generation "
+                   "raise once (the marker file records that it did); '<trial>:<generation>:nonfinite' makes every "
+                   "synthetic sample of that generation NaN, every time")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        self.parsed_fault()
+
+    def parsed_fault(self) -> tuple[str, int, str, str | None] | None:
+        """`fault` as (trial, generation, kind, marker file or None); None when no fault is set."""
+        if not self.fault:
+            return None
+        trial, generation, kind, marker = (self.fault.split(":", 3) + [""] * 3)[:4]  # missing parts: ""
+        if not generation.isdigit() or kind not in FAULT_KINDS or (kind == "raise") != bool(marker):
+            raise ConfigError("fault", "must look like <trial>:<generation>:raise:<marker file> or "
+                                       f"<trial>:<generation>:nonfinite, got {self.fault!r}")
+        return trial, int(generation), kind, marker or None
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole experiment."""
@@ -268,6 +298,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     toy: ToyConfig = field(default_factory=ToyConfig)
+    testing: TestingConfig = field(default_factory=TestingConfig)
 
     def __post_init__(self) -> None:
         validate(self)

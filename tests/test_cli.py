@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from scl_ray.cli import main
+from scl_ray.config import load_config
 from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
 
 
@@ -78,6 +79,36 @@ def test_sample_writes_motions_and_a_gif(tmp_path):
     assert [c[0] for c in samples.captions] == ["a person walks forward"] * 2 + ["someone jumps"] * 2
     assert gif.stat().st_size > 1000
     assert main(["sample", str(checkpoint), "--prompt", "x", "--length", "500", "--out", str(out)]) == 2
+
+
+def test_sample_reads_the_config_and_set_and_a_given_flag_wins(tmp_path, monkeypatch):
+    import scl_ray.distributed.runtime as runtime
+    import scl_ray.workflows as workflows
+    from scl_ray.motion.store import MotionSet
+
+    calls = []
+
+    def fake_sample(checkpoint, prompts, num, length, settings, seed=0, device="cpu", progress=True):
+        calls.append((settings, device))
+        return MotionSet(ids=[], captions=[], features=[], source=[], generation=[], status=[], stats=[])
+
+    monkeypatch.setattr(workflows, "sample_from_checkpoint", fake_sample)
+    config = tmp_path / "sample.yaml"
+    config.write_text("sample:\n  steps: 7\n  guidance: 1.5\n  sampler: ddpm\nresources:\n  device: cpu\n")
+    base = ["sample", "model.pt", "--prompt", "x", "--out", str(tmp_path / "s.parquet"), "--config", str(config)]
+    assert main(base) == 0
+    assert calls[-1][0].steps == 7 and calls[-1][0].guidance == 1.5 and calls[-1][0].sampler == "ddpm"
+    assert calls[-1][1] == "cpu"
+    assert main([*base, "--set", "sample.steps=9", "--guidance", "3"]) == 0
+    assert (calls[-1][0].steps, calls[-1][0].guidance) == (9, 3.0)
+    assert main([*base, "--set", "sample.steps=9", "--steps", "4"]) == 0  # the flag wins over --set
+    assert calls[-1][0].steps == 4
+    monkeypatch.setattr(runtime, "local_gpus", lambda: 1)  # a GPU is there: resources.device auto picks it
+    assert main(["sample", "model.pt", "--prompt", "x", "--out", str(tmp_path / "s.parquet")]) == 0
+    assert calls[-1] == (load_config().sample, "cuda")
+    monkeypatch.setattr(runtime, "local_gpus", lambda: 0)
+    assert main(["sample", "model.pt", "--prompt", "x", "--out", str(tmp_path / "s.parquet"),
+                 "--set", "resources.device=cuda"]) == 2  # asked for a GPU that is not there: one line
 
 
 def test_data_export_then_evaluate_with_one_row_per_file_when_names_repeat(tmp_path, tiny_cache):

@@ -53,6 +53,8 @@ def test_every_preset_builds():
         ("correct.control_hz=500", "correct.control_hz", "sim_hz"),
         ("train.bf16=maybe", "train.bf16", "'auto' | 'on' | 'off'"),
         ("loop.accumulate=1", "loop.accumulate", "expected bool"),
+        ("testing.fault=trial:2:raise", "testing.fault", "<marker file>"),
+        ("testing.fault=trial:two:nonfinite", "testing.fault", "<generation>"),
     ],
 )
 def test_bad_values_name_the_key(override, path, words):
@@ -74,6 +76,13 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(None, ["no-equals-sign"])
+
+
+def test_the_test_only_fault_is_parsed_once_in_the_config():
+    assert Config().testing.parsed_fault() is None
+    fault = load_config(None, ["testing.fault=n64_l0.5_s1:2:raise:/tmp/a:b"]).testing.parsed_fault()
+    assert fault == ("n64_l0.5_s1", 2, "raise", "/tmp/a:b")  # the marker file may hold a colon
+    assert load_config(None, ["testing.fault=t:1:nonfinite"]).testing.parsed_fault() == ("t", 1, "nonfinite", None)
 
 
 def test_sections_are_frozen():

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from scl_ray.config import Config, LoopConfig
-from scl_ray.distributed.runtime import ResourceError, local_gpus, plan_resources, trial_plan
+from scl_ray.distributed.runtime import ResourceError, local_device, local_gpus, plan_resources, trial_plan
 from scl_ray.loop.plan import trial_name
 
 
@@ -87,7 +87,7 @@ def estimate_device(config: Config) -> tuple[str, str]:
     device = config.resources.device
     if device != "auto":
         return device, f"resources.device={device}"
-    machine = "cuda" if local_gpus() > 0 else "cpu"
+    machine = local_device("auto")
     return machine, (f"resources.device=auto, so this machine's {machine}; set resources.device in the config "
                      "for the machines it will run on")
 

@@ -130,7 +130,7 @@ def verbose() -> bool:
 def ray_environment() -> dict[str, str]:
     """Environment that trims Train's start-up (a 0.1 s health check, no metrics exporter or preemption
     watcher: seconds per fit on 2 cores), keeps runs offline and names the storage endpoint."""
-    forwarded = {name: os.environ[name] for name in ("SCL_RAY_FAULT", VERBOSE_ENV, *STORAGE_ENVIRONMENT)
+    forwarded = {name: os.environ[name] for name in (VERBOSE_ENV, *STORAGE_ENVIRONMENT)
                  if name in os.environ}
     return {
         **forwarded,
@@ -161,6 +161,15 @@ def local_gpus() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def local_device(device: str) -> str:
+    """`resources.device` for work in this process: auto is cuda where torch sees a GPU, else cpu."""
+    gpus = local_gpus() if device != "cpu" else 0
+    if device == "cuda" and gpus == 0:
+        raise ResourceError("resources.device is cuda but this machine has no GPU torch can use; "
+                            "use resources.device=cpu or auto")
+    return "cuda" if gpus > 0 else "cpu"
 
 
 def check_local_machine(resources: ResourcesConfig, cores: int | None = None, gpus: int | None = None) -> None:

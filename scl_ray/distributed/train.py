@@ -15,7 +15,6 @@ The loop's correction is `correction.RayCorrection`; its collectives are `collec
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,6 @@ from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.collectives import broadcast_from_rank0, gather_objects
 from scl_ray.distributed.correction import RayCorrection
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, verbose
-from scl_ray.errors import UserError
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop
 from scl_ray.loop.generation import progress_line
@@ -88,33 +86,25 @@ def report_generation(rank: int, logger=None, announce: bool = False) -> Callabl
     return report
 
 
-FAULT_ENV = "SCL_RAY_FAULT"
-
-
-def inject_fault(loop, trial: str) -> None:
-    """Failure-recovery testing hook, off unless SCL_RAY_FAULT is set (it is forwarded to workers).
-
-    SCL_RAY_FAULT="<trial name>:<generation>:raise:<marker file>" makes that trial's evaluation of that
-    generation raise once (the marker file records that it did); "...:nonfinite" makes every synthetic
-    sample of that generation NaN, every time.
-    """
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec or spec.split(":")[0] != trial:
+def inject_fault(loop, config: Config) -> None:
+    """Failure-recovery testing hook, off unless the test-only `testing.fault` is set (config.py says
+    what it holds): the evaluation of one generation raises once, or its synthetic samples are all NaN."""
+    fault = config.testing.parsed_fault()
+    if fault is None or fault[0] != trial_name(config.loop):
         return
-    _, generation, kind, *rest = spec.split(":")
-    generation = int(generation)
+    _, generation, kind, marker = fault
     parts = loop.parts
     if kind == "raise":
-        marker, evaluate = Path(rest[0]), parts.evaluate
+        marker, evaluate = Path(marker), parts.evaluate
 
         def failing_evaluate(model, g, seed):
             if g == generation and not marker.exists():
                 marker.write_text(f"failed generation {g}\n")
-                raise RuntimeError(f"injected failure at generation {g} ({FAULT_ENV})")
+                raise RuntimeError(f"injected failure at generation {g} (testing.fault)")
             return evaluate(model, g, seed)
 
         parts.evaluate = failing_evaluate
-    elif kind == "nonfinite":
+    else:  # nonfinite
         sample = parts.model.sample
 
         def nan_sample(prompts, seed, g):
@@ -124,8 +114,6 @@ def inject_fault(loop, trial: str) -> None:
             return synthetic
 
         parts.model.sample = nan_sample
-    else:
-        raise UserError(f"{FAULT_ENV}={spec!r}: the kind must be raise or nonfinite")
 
 
 def loop_worker(worker_config: dict) -> dict:
@@ -151,7 +139,7 @@ def loop_worker(worker_config: dict) -> dict:
         loop = build_motion_loop(config, resources, directory, correction, device, rank, world_size,
                                  gather_objects, report_generation(rank, logger, worker_config.get("announce", False)),
                                  shared_root=worker_config.get("shared_root"), broadcast=broadcast_from_rank0)
-        inject_fault(loop, trial_name(config.loop))
+        inject_fault(loop, config)
         ran = loop.run()
     finally:
         correction.close()
@@ -170,7 +158,6 @@ def loop_trainer(config: Config, trial_dir: str, plan: ResourcePlan, name: str, 
     shared_root: where the loops of a sweep share generation 0 (None: every loop trains its own).
     announce: print a line per finished generation (a loop run without Tune's callback).
     """
-    os.environ.update(ray_environment())
     return TorchTrainer(
         loop_worker,
         train_loop_config={"config": to_dict(config), "plan": dict(plan.__dict__), "trial_dir": str(trial_dir),

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from scl_ray.distributed.sweep import expand_trials, experiment_dir, run_sweep
-from scl_ray.distributed.train import FAULT_ENV
 from scl_ray.loop.plan import trial_name
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.report import make_report
@@ -40,11 +39,11 @@ def test_two_trial_sweep_shares_generation_zero_and_reports(ray_local, tiny_conf
 
 
 def test_failed_trial_is_retried_from_its_generation_and_diverged_trial_fails_alone(
-        ray_local, tiny_config, tmp_path, monkeypatch):
-    config = tiny_config("sweep.synthetic_ratio=[0, 0.5]", "sweep.strength=[1]", "sweep.max_failures=1")
-    loops = {loop.synthetic_ratio: loop for loop in expand_trials(config)}
+        ray_local, tiny_config, tmp_path):
+    grid = ("sweep.synthetic_ratio=[0, 0.5]", "sweep.strength=[1]")
+    loops = {loop.synthetic_ratio: loop for loop in expand_trials(tiny_config(*grid))}
     marker = tmp_path / "failed-once"
-    monkeypatch.setenv(FAULT_ENV, f"{trial_name(loops[0.5])}:2:raise:{marker}")
+    config = tiny_config(*grid, "sweep.max_failures=1", f"testing.fault={trial_name(loops[0.5])}:2:raise:{marker}")
     results = run_sweep(config)
     assert not results.errors
     assert marker.exists(), "the fault was injected"
@@ -53,8 +52,7 @@ def test_failed_trial_is_retried_from_its_generation_and_diverged_trial_fails_al
     done_1 = Path(trial.file(1, "DONE")).stat().st_mtime
     assert done_1 <= marker.stat().st_mtime, "generation 1 was not redone after the failure at generation 2"
 
-    diverging = tiny_config("sweep.synthetic_ratio=[0, 0.5]", "sweep.strength=[1]", "sweep.name=diverge")
-    monkeypatch.setenv(FAULT_ENV, f"{trial_name(loops[0.5])}:1:nonfinite")
+    diverging = tiny_config(*grid, "sweep.name=diverge", f"testing.fault={trial_name(loops[0.5])}:1:nonfinite")
     results = run_sweep(diverging)
     errors = [str(error) for error in results.errors]
     assert len(errors) == 1 and "all 8 synthetic samples are non-finite" in errors[0]
