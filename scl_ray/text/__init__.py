@@ -1,6 +1,7 @@
-"""Caption text, shared by diffusion (conditioning) and evaluation (caption embeddings).
+"""Caption text, shared by motion (dataset captions), diffusion (conditioning) and evaluation.
 
     encoders.py  frozen text encoders (MiniLM, hashing) and the per-dataset token-embedding cache
+    tokens.py    HumanML3D `word/POS` tokens of a caption (a small English part-of-speech tagger)
 
-It imports neither torch (MiniLM loads it on first use) nor anything of diffusion or evaluation.
+Neither module imports torch (MiniLM loads it on first use) nor anything of diffusion or evaluation.
 """
