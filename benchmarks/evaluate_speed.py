@@ -44,10 +44,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scl_ray.config import EvaluateConfig, EvaluatorConfig  # noqa: E402
-from scl_ray.diffusion.text import HashingTextEncoder  # noqa: E402
 from scl_ray.evaluation.encoders import EvaluatorNetwork  # noqa: E402
 from scl_ray.evaluation.evaluator import Evaluator  # noqa: E402
 from scl_ray.evaluation.metrics import compute_all, fid  # noqa: E402
+from scl_ray.text.encoders import HashingTextEncoder  # noqa: E402
 # The sibling benchmark's data and machine helpers (this folder is on sys.path when run as a script).
 from train_throughput import RESULTS, describe_machine, procedural_motions  # noqa: E402
 

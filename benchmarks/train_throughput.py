@@ -40,11 +40,11 @@ from scl_ray.config import MODEL_PRESETS, ModelConfig, TrainConfig
 from scl_ray.diffusion.data import MotionTextDataset
 from scl_ray.diffusion.denoiser import Denoiser, count_parameters
 from scl_ray.diffusion.schedule import q_sample
-from scl_ray.diffusion.text import HashingTextEncoder
 from scl_ray.diffusion.training import DiffusionTrainer
 from scl_ray.motion.constants import MAX_FRAMES  # HumanML3D's padded length
 from scl_ray.motion.features import Normalizer, joints_to_features
 from scl_ray.motion.procedural import generate_motions
+from scl_ray.text.encoders import HashingTextEncoder
 
 RESULTS = Path(__file__).parent / "results"
 TEXT_TOKENS = 32  # model.text_max_tokens' default

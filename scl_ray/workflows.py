@@ -15,7 +15,6 @@ from scl_ray.config import Config, SampleConfig
 from scl_ray.diffusion.checkpoint import load_denoiser
 from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import schedule_alphas_cumprod
-from scl_ray.diffusion.text import embed_captions, get_text_encoder
 from scl_ray.errors import UserError
 from scl_ray.evaluation.evaluator import load_or_train_evaluator
 from scl_ray.evaluation.metrics import is_interval
@@ -23,6 +22,7 @@ from scl_ray.evaluation.protocol import evaluate_motions
 from scl_ray.loop.data import RealData
 from scl_ray.motion.constants import MIN_FRAMES
 from scl_ray.motion.store import MotionSet
+from scl_ray.text.encoders import embed_captions, get_text_encoder
 
 MAIN_METRICS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
                 "diversity", "multimodality")

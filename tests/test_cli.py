@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scl_ray.cli import main
 from scl_ray.config import load_config
-from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
+from scl_ray.motion.humanml3d import Caption, MotionRecord, write_motion, write_split
+from scl_ray.text.tokens import tokenize
 
 
 def tiny_dataset(root, num=3, frames=50):

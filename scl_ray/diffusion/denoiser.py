@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scl_ray.config import ModelConfig
-from scl_ray.diffusion.text import MINILM_DIM
 from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
+from scl_ray.text.encoders import MINILM_DIM
 
 
 def sinusoidal_embedding(positions: torch.Tensor, width: int) -> torch.Tensor:

@@ -33,12 +33,12 @@ from scl_ray.diffusion.data import BatchOrder, MotionTextDataset
 from scl_ray.diffusion.denoiser import Denoiser
 from scl_ray.diffusion.sampler import make_scheduler, sample
 from scl_ray.diffusion.schedule import q_sample, schedule_alphas_cumprod
-from scl_ray.diffusion.text import MINILM_DIM
 from scl_ray.fields import to_dict
 from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
 from scl_ray.motion.features import FOOT_CONTACTS, Normalizer, features_to_joints
 from scl_ray.motion.skeleton import FOOT_JOINTS
 from scl_ray.rng import TRAIN_DATA, TRAIN_DROPOUT, TRAIN_INIT, TRAIN_NOISE, derive_seed
+from scl_ray.text.encoders import MINILM_DIM
 
 # MDM's weights of the geometric terms (its paper uses 1 for each).
 GEOMETRIC_WEIGHTS = {"joint_position": 1.0, "joint_velocity": 1.0, "foot_contact": 1.0}

@@ -44,13 +44,13 @@ from tqdm.auto import tqdm
 
 from scl_ray import storage
 from scl_ray.config import EvaluatorConfig
-from scl_ray.diffusion.text import TextEncoder, embed_captions, get_text_encoder
 from scl_ray.errors import UserError
 from scl_ray.evaluation.encoders import (TEXT_MAX_TOKENS, EvaluatorNetwork, caption_words, motion_batches,
                                          pad_motions)
 from scl_ray.evaluation.t2m import T2M_FORMAT, T2MEvaluator, load_t2m_evaluator
 from scl_ray.motion.constants import FEATURE_DIM
 from scl_ray.progress import building
+from scl_ray.text.encoders import TextEncoder, embed_captions, get_text_encoder
 
 __all__ = ["Evaluator", "train_evaluator", "load_or_train_evaluator", "evaluator_cache_path", "evaluator_file",
            "evaluator_hash", "read_evaluator", "training_threads"]

@@ -11,7 +11,7 @@ MovementConvEncoder, TextEncoderBiGRUCo and MotionEncoderBiGRUCo (names and keys
 Motions are normalised with the evaluator's own statistics (`meta/mean.npy`, `meta/std.npy` of a
 model directory under <t2m>, or MDM's `t2m_mean.npy` / `t2m_std.npy`), not the dataset's.
 Captions become `word/POS` tokens (HumanML3D's tokens when given, else
-`scl_ray.motion.humanml3d.tokenize`), each a 300-d GloVe vector plus a part-of-speech one-hot.
+`scl_ray.text.tokens.tokenize`), each a 300-d GloVe vector plus a part-of-speech one-hot.
 
 `T2MEvaluator.to_bytes` bundles the networks, statistics and word vectors into one file (format
 T2M_FORMAT), which is how an experiment keeps it: its trials need none of the released files.
@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from scl_ray.errors import UserError
 from scl_ray.evaluation.encoders import CONTACT_DIMS, UNIT_LENGTH, motion_batches
 from scl_ray.motion.constants import FEATURE_DIM, MAX_FRAMES
-from scl_ray.motion.humanml3d import tokenize
+from scl_ray.text.tokens import tokenize
 
 __all__ = ["T2MEvaluator", "load_t2m_evaluator", "crop_to_units", "WordVectors", "MovementConvEncoder",
            "TextEncoderBiGRUCo", "MotionEncoderBiGRUCo", "POS_ENUMERATOR", "GLOVE_FILES", "CHECKPOINT_PATH", "T2M_FORMAT"]

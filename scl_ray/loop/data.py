@@ -18,13 +18,13 @@ import numpy as np
 
 from scl_ray import storage
 from scl_ray.config import DataConfig
-from scl_ray.diffusion.text import TextEncoder, embed_captions
 from scl_ray.errors import UserError
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.humanml3d import load_split
 from scl_ray.motion.store import MotionSet
 from scl_ray.progress import building
 from scl_ray.rng import TRAIN_SUBSET, stream
+from scl_ray.text.encoders import TextEncoder, embed_captions
 
 
 def procedural_root(data: DataConfig) -> Path:

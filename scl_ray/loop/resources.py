@@ -35,7 +35,6 @@ import numpy as np
 
 from scl_ray import storage
 from scl_ray.config import Config
-from scl_ray.diffusion.text import TextEncoder, get_text_encoder
 from scl_ray.errors import UserError
 from scl_ray.evaluation.evaluator import evaluator_file, evaluator_hash, read_evaluator
 from scl_ray.fields import to_dict
@@ -43,6 +42,7 @@ from scl_ray.loop.data import CaptionBank, RealData
 from scl_ray.motion.features import Normalizer
 from scl_ray.motion.store import read_motion_set, write_motion_set
 from scl_ray.progress import duration
+from scl_ray.text.encoders import TextEncoder, get_text_encoder
 
 MANIFEST = "resources.json"
 EVALUATOR_FILE = "evaluator.pt"

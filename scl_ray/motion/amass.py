@@ -35,6 +35,7 @@ from scl_ray.motion import humanml3d
 from scl_ray.motion.constants import FPS
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import NUM_JOINTS, Skeleton
+from scl_ray.text.tokens import tokenize
 
 if TYPE_CHECKING:  # smplx (and torch, which it imports) only load when a body model is posed
     import smplx
@@ -271,7 +272,7 @@ def convert_amass(
         if len(joints) < 2:
             raise UserError(f"{path}: {len(joints)} frame(s) at {FPS} fps; features need at least 2")
         features = joints_to_features(joints, target_skeleton=Skeleton.adult())
-        texts = tuple(humanml3d.Caption(text, humanml3d.tokenize(text)) for text in captions[motion_id])
+        texts = tuple(humanml3d.Caption(text, tokenize(text)) for text in captions[motion_id])
         record = humanml3d.MotionRecord(motion_id, features, texts, joints=features_to_joints(features))
         humanml3d.write_motion(out_dir, record)
     return ids

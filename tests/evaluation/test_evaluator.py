@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from scl_ray.config import EvaluatorConfig
-from scl_ray.diffusion.text import HashingTextEncoder
 from scl_ray.evaluation import evaluator as evaluator_module
 from scl_ray.evaluation.evaluator import (Evaluator, evaluator_cache_path, evaluator_file, evaluator_hash,
                                          load_or_train_evaluator, read_evaluator, train_evaluator)
 from scl_ray.motion.features import Normalizer
+from scl_ray.text.encoders import HashingTextEncoder
 
 CAPTIONS = ["a person walks forward", "a person jumps in place",
             "a person waves the left hand", "a person waves the right hand"]

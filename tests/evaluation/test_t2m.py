@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from scl_ray.config import EvaluatorConfig
-from scl_ray.diffusion.text import HashingTextEncoder
 from scl_ray.evaluation.evaluator import evaluator_file, load_or_train_evaluator, read_evaluator
 from scl_ray.evaluation.t2m import T2MEvaluator, load_t2m_evaluator
 from scl_ray.motion.features import Normalizer
-from scl_ray.motion.humanml3d import tokenize
+from scl_ray.text.encoders import HashingTextEncoder
+from scl_ray.text.tokens import tokenize
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -61,7 +61,7 @@ def test_correction_summary_compares_the_sets_before_and_after(evaluation):
 def tiny_model_parts(tiny_cache):
     """A tiny config, its real data and caption bank: what a MotionLoopModel needs, without an evaluator."""
     from scl_ray.config import load_config
-    from scl_ray.diffusion.text import get_text_encoder
+    from scl_ray.text.encoders import get_text_encoder
     from scl_ray.loop.data import CaptionBank, RealData
     from tests.conftest import TINY_OVERRIDES
 

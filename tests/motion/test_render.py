@@ -11,6 +11,7 @@ from scl_ray.errors import UserError
 from scl_ray.motion import humanml3d, render, store
 from scl_ray.motion.features import features_to_joints, joints_to_features
 from scl_ray.motion.skeleton import JOINT, NUM_JOINTS, Skeleton
+from scl_ray.text.tokens import tokenize
 
 
 def swinging_walk(frames: int, speed: float = 1.2) -> np.ndarray:
@@ -82,7 +83,7 @@ def test_bad_input_is_explained_and_nothing_is_written(tmp_path, motions, captio
 def test_load_motions_from_humanml3d_and_parquet(tmp_path):
     records = [
         humanml3d.MotionRecord(f"m{i}", joints_to_features(swinging_walk(12 + i)),
-                               (humanml3d.Caption(f"walk {i}", humanml3d.tokenize(f"walk {i}")),))
+                               (humanml3d.Caption(f"walk {i}", tokenize(f"walk {i}")),))
         for i in range(3)
     ]
     for record in records:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-# Everything a MuJoCo corrector actor imports, plus the numpy parts of motion and diffusion.
+# Everything a MuJoCo corrector actor imports, plus the numpy parts of motion, text and diffusion.
 NUMPY_MODULES = (
     "scl_ray.motion", "scl_ray.motion.features", "scl_ray.motion.humanml3d", "scl_ray.motion.amass",
     "scl_ray.physics.corrector", "scl_ray.physics.tracker", "scl_ray.physics.metrics",
     "scl_ray.physics.reference", "scl_ray.physics.retarget", "scl_ray.physics.humanoid",
-    "scl_ray.diffusion.schedule",
+    "scl_ray.text.tokens", "scl_ray.text.encoders", "scl_ray.diffusion.schedule",
 )
 
 

@@ -11,12 +11,13 @@ import numpy as np
 
 from scl_ray.motion.constants import FPS, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.features import Normalizer, features_to_joints, joints_to_features
-from scl_ray.motion.humanml3d import Caption, MotionRecord, tokenize, write_motion, write_split
+from scl_ray.motion.humanml3d import Caption, MotionRecord, write_motion, write_split
 from scl_ray.motion.procedural.body import Body, Track, concatenate, contacts, pose
 from scl_ray.motion.procedural.captions import describe
 from scl_ray.motion.procedural.families import FAMILIES, build, ends_standing, sample
 from scl_ray.motion.skeleton import Skeleton
 from scl_ray.rng import PROCEDURAL_MOTION, PROCEDURAL_SCHEDULE, PROCEDURAL_SPLITS, stream
+from scl_ray.text.tokens import tokenize
 
 # Joint frames of a motion; its features drop one frame: MIN_FRAMES..MAX_FRAMES - 1 feature frames.
 MIN_JOINT_FRAMES, MAX_JOINT_FRAMES = MIN_FRAMES + 1, MAX_FRAMES

@@ -1,5 +1,8 @@
 """Frozen text encoders giving per-token embeddings, and their per-dataset cache.
 
+Both the denoiser (diffusion/) and the evaluator (evaluation/) use them; they live here so that
+neither package imports the other.
+
 The denoiser and the evaluator condition on token embeddings (N, L, D) with a mask (N, L), not on
 one pooled sentence vector: all-MiniLM-L6-v2's pooled vectors of "a person walks to the left" and
 "... to the right" have cosine ≈ 0.98, while their token embeddings differ where the words do.

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from scl_ray.diffusion.text import (HashingTextEncoder, MiniLMTextEncoder, caption_cache_path, embed_captions,
-                                    empty_text_embedding, get_text_encoder)
+from scl_ray.text.encoders import (HashingTextEncoder, MiniLMTextEncoder, caption_cache_path, embed_captions,
+                                   empty_text_embedding, get_text_encoder)
 
 
 class CountingEncoder:
