@@ -32,6 +32,7 @@ import numpy as np
 from scipy import linalg
 from scipy.spatial.distance import cdist
 
+from scl_ray.arrays import finite_array
 from scl_ray.config import EvaluateConfig
 
 # The protocol's constants (MDM eval_humanml.py: batch_size "must be 32", diversity_times = 300,
@@ -76,15 +77,8 @@ def percentile_interval(replicates) -> tuple[float, float]:
 
 def _embeddings(name: str, values, ndim: int, min_rows: int = 1) -> np.ndarray:
     """values as a finite float64 array of `ndim` dimensions with at least `min_rows` rows."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != ndim:
-        shape = "(N, E)" if ndim == 2 else "(prompts, samples, E)"
-        raise ValueError(f"{name} must have shape {shape}, got an array of shape {array.shape}")
-    if array.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {array.shape[0]}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds {int((~np.isfinite(array)).sum())} non-finite values (NaN or inf)")
-    return array
+    return finite_array(values, name, "(N, E)" if ndim == 2 else "(prompts, samples, E)",
+                        lambda shape: len(shape) == ndim, min_rows)
 
 
 def _paired(text_emb, motion_emb, batch: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scl_ray.arrays import finite_array
 from scl_ray.motion.constants import FPS  # every metric's default rate
 from scl_ray.motion.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS
 
@@ -68,14 +69,8 @@ METRIC_NAMES = ("penetration_mm", "float_mm", "skate_mm", "phys_err_mm", "accele
 
 
 def _check_joints(joints, where: str = "joints") -> np.ndarray:
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
-        raise ValueError(f"{where} must have shape (T, {NUM_JOINTS}, 3) in metres, got {joints.shape}")
-    if joints.shape[0] < MIN_FRAMES:
-        raise ValueError(f"{where} has {joints.shape[0]} frames; physics metrics need at least {MIN_FRAMES}")
-    if not np.isfinite(joints).all():
-        raise ValueError(f"{where} holds {int((~np.isfinite(joints)).sum())} non-finite coordinates")
-    return joints
+    return finite_array(joints, where, f"(T, {NUM_JOINTS}, 3) in metres",
+                        lambda shape: shape[1:] == (NUM_JOINTS, 3), MIN_FRAMES, "frames")
 
 
 def penetration_mm(joints: np.ndarray, floor: float = 0.0) -> float:
