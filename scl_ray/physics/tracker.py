@@ -297,7 +297,7 @@ class _Controller:
         62 whole cases without the toe, 69 with a quarter of the pull on its height, 68 with half (a
         jump's legs then fold early). Pulled along the floor as well (69 / 68 / 64 at a quarter, half and
         all), it dragged the shuffling foot of real HumanML3D file 000000 and took its tracking error
-        from 28 to 57 mm; vertically, 28 mm and 26 mm for file 012314 (23 without the toe)."""
+        from 28 to 57 mm; pulled vertically it tracks at 28 mm, and file 012314 at 26 (23 without the toe)."""
         torques = np.zeros(self.model.nv)
         omega = 2.0 * np.pi * self.settings.swing_hz
         for side, body in enumerate(self.humanoid.sole_bodies):
