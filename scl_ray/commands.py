@@ -39,7 +39,7 @@ def cmd_data_procedural(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from scl_ray.motion.humanml3d import check_dataset
+    from scl_ray.motion.check import check_dataset
 
     report = check_dataset(args.directory)
     print(report.format())

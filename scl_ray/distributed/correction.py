@@ -3,8 +3,8 @@
 `CorrectorActor.correct(MotionSet) -> MotionSet` is the only correction code. Its two users:
 
 - `CorrectorPool` (here): actors started once and kept, for a self-consuming loop that corrects a small
-  set every generation (`RayCorrection`, the loop's `correct` part, holds it on rank 0). Ray Data would start a fresh pool for every pipeline, and each new actor spawns
-  a process, imports torch and MuJoCo and builds its humanoids again: seconds of every generation for a
+  set every generation (`data.RayCorrection`, the loop's `correct` part, holds it on rank 0). Ray Data
+  would start a fresh pool for every pipeline, and each new actor spawns a process, imports torch and MuJoCo and builds its humanoids again: seconds of every generation for a
   few seconds of simulation. Blocks travel as MotionSets (numpy arrays, no Arrow conversion).
 - `scl_ray.distributed.data` (Ray Data, for files and `correct.pool: data`): `map_batches` calls the
   actor on an Arrow block, which it reads as a MotionSet, corrects with `correct` and writes back.
@@ -29,9 +29,9 @@ import pyarrow as pa
 import ray
 from ray.util import ActorPool
 
-from scl_ray.config import Config, CorrectConfig
+from scl_ray.config import CorrectConfig
 from scl_ray.distributed.runtime import ResourcePlan
-from scl_ray.motion.store import FAILED, NONFINITE, STATUSES, UNCORRECTED, MotionSet
+from scl_ray.motion.store import FAILED, STATUSES, MotionSet
 
 logger = logging.getLogger(__name__)
 
@@ -214,49 +214,3 @@ class CorrectorPool:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def uncorrected(synthetic: MotionSet) -> MotionSet:
-    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed. Each
-    is uncorrected by design, or nonfinite (NaN or inf) as the corrector would have said."""
-    count = len(synthetic)
-    status = [UNCORRECTED if finite else NONFINITE for finite in synthetic.finite_mask()]
-    return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
-                     source=["corrected"] * count, generation=list(synthetic.generation),
-                     status=status, stats=[{"skipped": "strength 0"} for _ in range(count)])
-
-
-class RayCorrection:
-    """A loop's correction: rank 0 corrects on Ray, and every rank receives the corrected set.
-
-    With `correct.pool: resident` (the default) rank 0 starts a CorrectorPool at once, so its actors
-    warm up while generation 0 trains, and keeps it for every generation; with `data` every generation
-    streams through a fresh Ray Data pipeline. Both hand the MotionSet to the same CorrectorActor.
-    broadcast(value) -> rank 0's value on every rank (`collectives.broadcast_from_rank0`; passed in so
-    that this module, which the actors import, does not import torch). `close` stops the pool's actors.
-    """
-
-    def __init__(self, config: Config, plan: ResourcePlan, rank: int, broadcast: Callable):
-        self.config, self.plan, self.rank, self.broadcast = config, plan, rank, broadcast
-        self.pool = None
-        corrects = config.loop.strength > 0 and config.loop.synthetic_ratio > 0
-        if rank == 0 and corrects and config.correct.pool == "resident":
-            self.pool = CorrectorPool(config.correct, plan)
-
-    def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
-        corrected = None
-        if self.config.loop.strength == 0:
-            corrected = uncorrected(synthetic)
-        elif self.rank == 0:
-            if self.pool is not None:
-                corrected = self.pool.correct(synthetic)
-            else:
-                from scl_ray.distributed.data import correct_motion_set  # data imports this module
-
-                corrected = correct_motion_set(synthetic, self.config.correct, self.plan, progress=False)
-        return self.broadcast(corrected)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None

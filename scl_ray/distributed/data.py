@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,14 +25,14 @@ import ray
 from ray.data import ExecutionResources
 
 from scl_ray import storage
-from scl_ray.config import CorrectConfig, ResourcesConfig
+from scl_ray.config import Config, CorrectConfig, ResourcesConfig
 from scl_ray.distributed import runtime
 from scl_ray.distributed.correction import (
-    ACTOR_RESTARTS, TASK_RETRIES, CorrectorActor, CorrectorFactory, actor_deaths_explained, in_input_order,
-    rows_per_block,
+    ACTOR_RESTARTS, TASK_RETRIES, CorrectorActor, CorrectorFactory, CorrectorPool, actor_deaths_explained,
+    in_input_order, rows_per_block,
 )
 from scl_ray.distributed.runtime import ResourcePlan
-from scl_ray.motion.store import MotionSet, check_motion_set_file, write_motion_set
+from scl_ray.motion.store import NONFINITE, UNCORRECTED, MotionSet, check_motion_set_file, write_motion_set
 
 
 def default_plan() -> ResourcePlan:
@@ -113,3 +113,47 @@ def _run(dataset, input_ids: Sequence[str], rows: int, config: CorrectConfig, pl
     with actor_deaths_explained():
         tables = list(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
     return in_input_order(MotionSet.from_table(pa.concat_tables(tables), where="corrector pool output"), input_ids)
+
+
+def uncorrected(synthetic: MotionSet) -> MotionSet:
+    """The self-consuming arm (strength 0) trains on its samples as they are: no simulation needed. Each
+    is uncorrected by design, or nonfinite (NaN or inf) as the corrector would have said."""
+    count = len(synthetic)
+    status = [UNCORRECTED if finite else NONFINITE for finite in synthetic.finite_mask()]
+    return MotionSet(ids=list(synthetic.ids), captions=list(synthetic.captions), features=list(synthetic.features),
+                     source=["corrected"] * count, generation=list(synthetic.generation),
+                     status=status, stats=[{"skipped": "strength 0"} for _ in range(count)])
+
+
+class RayCorrection:
+    """A loop's correction: rank 0 corrects on Ray, and every rank receives the corrected set.
+
+    With `correct.pool: resident` (the default) rank 0 starts a CorrectorPool at once, so its actors
+    warm up while generation 0 trains, and keeps it for every generation; with `data` every generation
+    streams through a fresh Ray Data pipeline. Both hand the MotionSet to the same CorrectorActor.
+    broadcast(value) -> rank 0's value on every rank (`collectives.broadcast_from_rank0`, passed in: the
+    collectives import torch). `close` stops the pool's actors.
+    """
+
+    def __init__(self, config: Config, plan: ResourcePlan, rank: int, broadcast: Callable):
+        self.config, self.plan, self.rank, self.broadcast = config, plan, rank, broadcast
+        self.pool = None
+        corrects = config.loop.strength > 0 and config.loop.synthetic_ratio > 0
+        if rank == 0 and corrects and config.correct.pool == "resident":
+            self.pool = CorrectorPool(config.correct, plan)
+
+    def __call__(self, synthetic: MotionSet, seed: int) -> MotionSet:
+        corrected = None
+        if self.config.loop.strength == 0:
+            corrected = uncorrected(synthetic)
+        elif self.rank == 0:
+            if self.pool is not None:
+                corrected = self.pool.correct(synthetic)
+            else:
+                corrected = correct_motion_set(synthetic, self.config.correct, self.plan, progress=False)
+        return self.broadcast(corrected)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

@@ -10,7 +10,7 @@ resumes from the newest finished generation through it.
 
 Also here: the Train logging both trainers share (`train_logging`, `quiet_report_lines`; the other
 trainer, `scl-ray train`, is `generation_zero.py`) and the fault-injection hook of the recovery tests.
-The loop's correction is `correction.RayCorrection`; its collectives are `collectives.py`.
+The loop's correction is `data.RayCorrection`; its collectives are `collectives.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ray.train.torch import TorchTrainer
 from scl_ray import storage
 from scl_ray.config import Config, config_from_dict
 from scl_ray.distributed.collectives import broadcast_from_rank0, gather_objects
-from scl_ray.distributed.correction import RayCorrection
+from scl_ray.distributed.data import RayCorrection
 from scl_ray.distributed.runtime import ResourcePlan, ray_environment, verbose
 from scl_ray.fields import to_dict
 from scl_ray.loop.build import build_motion_loop

@@ -10,7 +10,7 @@
 `load_split` applies the rules of the upstream loader (MDM's Text2MotionDatasetV2): a caption with
 start = end = 0 (or NaN) describes the whole clip; any other caption describes the sub-clip
 features[int(start * 20):int(end * 20)], which becomes its own item with a prefixed id; clips and
-sub-clips with fewer than 40 or at least 200 frames are dropped. `check_dataset` (in `check.py`)
+sub-clips with fewer than 40 or at least 200 frames are dropped. `scl_ray.motion.check.check_dataset`
 reports every problem of a directory at once. Writes are atomic (temporary file, then os.replace).
 """
 
@@ -33,7 +33,7 @@ from scl_ray.motion.constants import FEATURE_DIM, FPS, MAX_FRAMES, MIN_FRAMES
 from scl_ray.motion.skeleton import NUM_JOINTS
 
 __all__ = ["Caption", "MotionRecord", "parse_text_line", "format_text_line",
-           "write_motion", "write_split", "read_split", "read_motion", "load_split", "check_dataset"]
+           "write_motion", "write_split", "read_split", "read_motion", "load_split"]
 
 FEATURES_DIR, JOINTS_DIR, TEXTS_DIR = "new_joint_vecs", "new_joints", "texts"
 MEAN_FILE, STD_FILE = "Mean.npy", "Std.npy"
@@ -251,12 +251,3 @@ def load_split(root: str | os.PathLike, split: str, min_frames: int = MIN_FRAMES
                 dropped += 1
     log.info("%s/%s: %d items, %d clips or sub-clips dropped for length", root, split, len(items), dropped)
     return items
-
-
-def check_dataset(root: str | os.PathLike, max_examples: int = 5):
-    """Validate a HumanML3D directory and return a `check.CheckReport` of every problem found."""
-    # check.py builds on this module, so it is imported when first needed rather than at the top.
-    from scl_ray.motion.check import check_dataset as check
-
-    return check(root, max_examples=max_examples)
-

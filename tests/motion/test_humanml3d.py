@@ -139,7 +139,7 @@ def test_subclip_ids_are_distinct():
 
 def test_clean_dataset_passes(tmp_path):
     root = _make_dataset(tmp_path)
-    report = humanml3d.check_dataset(root)
+    report = check_dataset(root)
     assert report.ok and report.kinds == {} and report.num_motions == len(IDS)
     assert "OK" in report.format() and "0 errors" in report.format()
     assert len(load_split(root, "train")) == 8
