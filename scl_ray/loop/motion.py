@@ -126,6 +126,8 @@ class MotionEvaluation:
     is_writer: bool = True
 
     def __post_init__(self) -> None:
+        # The newest generation's evaluation samples (generation, set), kept for the report's image.
+        self.latest: tuple[int, MotionSet] | None = None
         settings, test = self.config.evaluate, self.real.test
         # One caption per test motion; pools of prompts never hold a caption twice, as upstream's.
         captions = pick_captions(test, settings.seed)
@@ -177,9 +179,14 @@ class MotionEvaluation:
             motions = motions.concat([multimodality])
         metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}
         metrics.update(evaluate_motions(motions, self.evaluator, self.real_embeddings, settings))
+        self.latest = (generation, motions)
         if self.directory is not None and self.is_writer:
             write_motion_set(motions, self.directory.file(generation, EVAL_SAMPLES))
         return metrics
+
+    def samples(self, generation: int) -> MotionSet | None:
+        """The evaluation samples of `generation` if this process evaluated it last, else None."""
+        return self.latest[1] if self.latest is not None and self.latest[0] == generation else None
 
 
 def _evaluation_set(ids: list[str], captions: list[str], features: list[np.ndarray], generation: int,

@@ -110,6 +110,7 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     from scl_ray.evaluation.metrics import is_interval, split_interval
     from scl_ray.loop.build import build_motion_loop
     from scl_ray.loop.state import EVAL_SAMPLES, SYNTHETIC, TrialDirectory
+    from scl_ray.loop.tensorboard import render_sample_image
     from scl_ray.motion.store import read_motion_set
     from scl_ray.workflows import evaluate_motion_set
 
@@ -120,10 +121,15 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     def uncorrected(synthetic, seed):
         return dataclasses.replace(synthetic, status=["uncorrected"] * len(synthetic))
 
-    build_motion_loop(config, resources, directory, uncorrected).run()
+    reported = {}  # the report gets the evaluation samples that eval_samples.parquet holds, from memory
+    build_motion_loop(config, resources, directory, uncorrected,
+                      report=lambda generation, metrics, path, samples: reported.update({generation: samples})).run()
     metrics = directory.read_metrics(1)
-    evaluated = evaluate_motion_set(read_motion_set(directory.file(1, EVAL_SAMPLES)), config, resources.real,
-                                    resources.evaluator, progress=False)
+    on_disk = read_motion_set(directory.file(1, EVAL_SAMPLES))
+    assert sorted(reported) == [0, 1] and reported[1].ids == on_disk.ids and reported[1].captions == on_disk.captions
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(reported[1].features, on_disk.features))
+    assert np.array_equal(render_sample_image(reported[1]), render_sample_image(on_disk))  # the TensorBoard image
+    evaluated = evaluate_motion_set(on_disk, config, resources.real, resources.evaluator, progress=False)
     assert evaluated.pop("motions") == 32 + 2 * 2  # the samples and the MultiModality samples
     assert {"multimodality", "r_precision_top3_ci_low", "fid_ci_high", "physics/phys_err_mm_ci_high"} <= set(evaluated)
     assert {name: metrics[name] for name in evaluated} == evaluated
