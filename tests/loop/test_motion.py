@@ -103,6 +103,33 @@ def test_the_loop_seed_reaches_initial_weights_and_training(tiny_model_parts):
     assert not _same(trained, other_training)
 
 
+def test_the_real_set_is_normalised_once_per_loop(tiny_model_parts, monkeypatch):
+    """Every generation trains on the same real motions: their normalised features are computed at
+    the first generation and reused, bit for bit what normalising them again gives."""
+    from scl_ray.loop.motion import MotionLoopModel
+    from scl_ray.motion.features import Normalizer
+
+    config, real, bank = tiny_model_parts
+    items = real.subset(config.loop.train_size, 0)
+    synthetic = dataclasses.replace(items.select(range(3)), source=["synthetic"] * 3,
+                                    features=[f + np.float32(0.1) for f in items.features[:3]])
+    model = MotionLoopModel(config, real.normalizer, bank)
+    normalised = []
+    normalize = Normalizer.normalize
+    monkeypatch.setattr(Normalizer, "normalize", lambda self, x: normalised.append(x) or normalize(self, x))
+    model.dataset(items)  # generation 0: real only
+    assert len(normalised) == len(items)
+    for generation in (1, 2):  # real and synthetic: only the synthetic motions are normalised again
+        normalised.clear()
+        both = items.concat([synthetic])
+        dataset = model.dataset(both)
+        assert len(normalised) == len(synthetic) and all(any(x is f for f in synthetic.features) for x in normalised)
+        features = np.asarray(dataset.features)
+        assert features.dtype == np.float32
+        for row, raw in zip(features, both.features):
+            assert np.array_equal(row[: len(raw)], normalize(real.normalizer, raw).astype(np.float32))
+
+
 def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_config, tmp_path):
     """One protocol: `scl-ray evaluate`'s function on gen_k/eval_samples.parquet gives that generation's
     metrics.json (evaluation, MultiModality, physics and every interval), and on gen_k/synthetic.parquet
