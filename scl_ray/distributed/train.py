@@ -9,7 +9,7 @@ directory's DONE markers are the source of truth, and a worker group restarted b
 resumes from the newest finished generation through it.
 
 Also here: the Train logging both trainers share (`train_logging`, `quiet_report_lines`; the other
-trainer, `scl-ray train`, is `generation_zero.py`) and the fault-injection hook of the recovery tests.
+trainer, `scl-ray train`, is `initial_training.py`) and the fault-injection hook of the recovery tests.
 The loop's correction is `data.RayCorrection`; its collectives are `collectives.py`.
 """
 
