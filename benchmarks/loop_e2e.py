@@ -76,7 +76,7 @@ def run_local(config, directory: str) -> dict:
     logger = GenerationLogger(directory, config.loop, evaluator=resources.evaluator_hash)  # TensorBoard costs the same in both runs
     try:
         build_motion_loop(config, resources, TrialDirectory(directory), correct,
-                          report=lambda generation, metrics, _: logger(generation, metrics)).run()
+                          report=lambda generation, metrics, _, samples: logger(generation, metrics, samples)).run()
     finally:
         logger.close()
     return per_generation(directory)

@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scl_ray import storage
     from scl_ray.distributed.runtime import connect
     from scl_ray.distributed.sweep import experiment_dir
-    from scl_ray.distributed.generation_zero import train_generation_zero
+    from scl_ray.distributed.initial_training import train_generation_zero
 
     config = _config(args)
     if args.out:

@@ -9,7 +9,7 @@ directory's DONE markers are the source of truth, and a worker group restarted b
 resumes from the newest finished generation through it.
 
 Also here: the Train logging both trainers share (`train_logging`, `quiet_report_lines`; the other
-trainer, `scl-ray train`, is `generation_zero.py`) and the fault-injection hook of the recovery tests.
+trainer, `scl-ray train`, is `initial_training.py`) and the fault-injection hook of the recovery tests.
 The loop's correction is `data.RayCorrection`; its collectives are `collectives.py`.
 """
 
@@ -39,6 +39,7 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.loop.resources import LoopResources
 from scl_ray.loop.state import TrialDirectory
 from scl_ray.loop.tensorboard import GenerationLogger
+from scl_ray.motion.store import MotionSet
 
 POINTER = "generation.json"
 
@@ -67,13 +68,15 @@ def quiet_report_lines() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
-def report_generation(rank: int, logger=None, announce: bool = False) -> Callable[[int, dict, str], None]:
+def report_generation(rank: int, logger: GenerationLogger | None = None,
+                      announce: bool = False) -> Callable[[int, dict, str, MotionSet | None], None]:
     """ray.train.report each generation's metrics with a pointer checkpoint (rank 0 writes it);
-    with `announce`, rank 0 also prints the generation's progress line (a loop without Tune)."""
+    rank 0's TensorBoard `logger` renders an image of the generation's evaluation samples; with
+    `announce`, rank 0 also prints the generation's progress line (a loop without Tune)."""
 
-    def report(generation: int, metrics: dict, generation_dir: str) -> None:
+    def report(generation: int, metrics: dict, generation_dir: str, samples: MotionSet | None) -> None:
         if rank == 0 and logger is not None:
-            logger(generation, metrics)
+            logger(generation, metrics, samples)
         if rank == 0 and announce:
             print(progress_line(generation, metrics), flush=True)
         with tempfile.TemporaryDirectory() as folder:

@@ -58,12 +58,15 @@ def summarize_correction(synthetic: MotionSet, corrected: MotionSet,
 def build_motion_loop(config: Config, resources: LoopResources, directory: TrialDirectory | None,
                       correct: Callable[[MotionSet, int], MotionSet], device: str = "cpu", rank: int = 0,
                       world_size: int = 1, gather: Gather = single_process_gather,
-                      report: Callable[[int, dict, str], None] | None = None,
+                      report: Callable[[int, dict, str, MotionSet | None], None] | None = None,
                       progress: bool = False, shared_root: str | None = None,
                       broadcast: Callable | None = None) -> SelfConsumingLoop:
     """One self-consuming loop of the diffusion model over the configured real subset.
 
     shared_root: where loops of one sweep share their generation 0 (see `generation_zero_key`).
+    report(generation, metrics, generation_dir, samples): after each generation is DONE, with the
+    evaluation samples it was scored on (None for a generation 0 reused from the shared place, which
+    this loop did not evaluate: eval_samples.parquet has them).
     """
     model = MotionLoopModel(config, resources.real.normalizer, resources.bank, device, rank, world_size,
                             gather, progress)
@@ -89,7 +92,8 @@ def build_motion_loop(config: Config, resources: LoopResources, directory: Trial
         shared_generation_zero=storage.join(shared_root, shared_name(config)) if shared_root else None,
     )
     if report is not None:
-        parts.report = report
+        parts.report = lambda generation, metrics, path: report(generation, metrics, path,
+                                                                 evaluation.samples(generation))
     if broadcast is not None:
         parts.broadcast = broadcast
     return SelfConsumingLoop(config.loop, config.train.steps, parts, directory)

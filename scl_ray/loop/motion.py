@@ -53,6 +53,9 @@ class MotionLoopModel:
         self.device, self.rank, self.world_size, self.gather = device, rank, world_size, gather
         self.progress = progress
         self.trainer = self._new_trainer()
+        # Real motions normalised once per loop (every generation trains on the same real set): the
+        # raw array's id -> (that array, kept so that the id stays its own; its normalised features).
+        self._normalised_real: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _new_trainer(self, seed: int | None = None) -> DiffusionTrainer:
         return DiffusionTrainer(self.config.model, self.config.train, self.device, text_dim=self.bank.dim,
@@ -66,9 +69,19 @@ class MotionLoopModel:
         captions = [c for motion in items.captions for c in motion]
         owner = np.repeat(np.arange(len(items)), [len(motion) for motion in items.captions])
         embeddings, mask = self.bank.lookup(captions)
-        motions = [self.normalizer.normalize(f).astype(np.float32) for f in items.features]
+        motions = [self._normalised(f, source == "real") for f, source in zip(items.features, items.source)]
         return MotionTextDataset.from_motions(motions, embeddings, mask, self.config.data.max_frames,
                                               caption_motion=owner, motion_ids=items.ids)
+
+    def _normalised(self, features: np.ndarray, real: bool) -> np.ndarray:
+        """(F, 263) float32 normalised features; a real motion's computed on its first use only."""
+        cached = self._normalised_real.get(id(features)) if real else None
+        if cached is not None and cached[0] is features:
+            return cached[1]
+        normalised = self.normalizer.normalize(features).astype(np.float32)
+        if real:
+            self._normalised_real[id(features)] = (features, normalised)
+        return normalised
 
     def train(self, items: MotionSet, steps: int, seed: int) -> dict[str, float]:
         losses = self.trainer.train(self.dataset(items), steps, progress=self.progress, seed=seed)
@@ -126,6 +139,8 @@ class MotionEvaluation:
     is_writer: bool = True
 
     def __post_init__(self) -> None:
+        # The newest generation's evaluation samples (generation, set), kept for the report's image.
+        self.latest: tuple[int, MotionSet] | None = None
         settings, test = self.config.evaluate, self.real.test
         # One caption per test motion; pools of prompts never hold a caption twice, as upstream's.
         captions = pick_captions(test, settings.seed)
@@ -177,9 +192,14 @@ class MotionEvaluation:
             motions = motions.concat([multimodality])
         metrics: dict[str, float] = {"eval/nonfinite": float((~finite).sum())}
         metrics.update(evaluate_motions(motions, self.evaluator, self.real_embeddings, settings))
+        self.latest = (generation, motions)
         if self.directory is not None and self.is_writer:
             write_motion_set(motions, self.directory.file(generation, EVAL_SAMPLES))
         return metrics
+
+    def samples(self, generation: int) -> MotionSet | None:
+        """The evaluation samples of `generation` if this process evaluated it last, else None."""
+        return self.latest[1] if self.latest is not None and self.latest[0] == generation else None
 
 
 def _evaluation_set(ids: list[str], captions: list[str], features: list[np.ndarray], generation: int,

@@ -49,7 +49,8 @@ from scl_ray import storage
 from scl_ray.config import LoopConfig
 from scl_ray.evaluation.metrics import is_interval
 from scl_ray.loop.plan import arm_name
-from scl_ray.loop.state import EVALUATOR_METRIC
+from scl_ray.loop.state import EVAL_SAMPLES, EVALUATOR_METRIC, TrialDirectory
+from scl_ray.motion.store import MotionSet, read_motion_set
 
 IMAGE_TAG = "samples/motion"
 EVAL_PREFIX = "eval"
@@ -222,17 +223,14 @@ class TrialLogger:
                 storage.write_bytes(self.event_file, handle.read())
 
 
-def render_sample_image(samples_location: str, frames: int = 5) -> np.ndarray | None:
-    """The first evaluation sample of a generation as an (H, W, 3) uint8 contact sheet, or None."""
+def render_sample_image(samples: MotionSet, frames: int = 5) -> np.ndarray | None:
+    """The first finite motion of a generation's evaluation samples as an (H, W, 3) uint8 contact
+    sheet, or None if none is finite."""
     from PIL import Image
 
     from scl_ray.motion.features import features_to_joints
     from scl_ray.motion.render import render_png
-    from scl_ray.motion.store import read_motion_set
 
-    if not storage.exists(samples_location):
-        return None
-    samples = read_motion_set(samples_location)
     finite = np.flatnonzero(samples.finite_mask())
     if not len(finite):
         return None
@@ -252,12 +250,16 @@ class GenerationLogger:
         self.trial_dir = str(trial_dir)
         self.render = render
 
-    def __call__(self, generation: int, metrics: Mapping[str, float]) -> None:
+    def __call__(self, generation: int, metrics: Mapping[str, float], samples: MotionSet | None = None) -> None:
+        """samples: the generation's evaluation samples, as the loop evaluated them; None (a generation 0
+        reused from the sweep's shared one, which this process did not evaluate) reads them from the
+        generation's eval_samples.parquet, if there is one."""
         image = None
         if self.render:
-            from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
-
-            image = render_sample_image(TrialDirectory(self.trial_dir).file(generation, EVAL_SAMPLES))
+            if samples is None:
+                location = TrialDirectory(self.trial_dir).file(generation, EVAL_SAMPLES)
+                samples = read_motion_set(location) if storage.exists(location) else None
+            image = render_sample_image(samples) if samples is not None else None
         self.logger.log_generation(generation, metrics, image)
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from scl_ray.distributed.data import uncorrected
-from scl_ray.distributed.generation_zero import train_generation_zero
+from scl_ray.distributed.initial_training import train_generation_zero
 from scl_ray.distributed.runtime import ResourcePlan
 from scl_ray.distributed.sweep import run_single
 from scl_ray.loop.state import TrialDirectory

@@ -13,13 +13,16 @@ from scl_ray.loop.resources import LoopResources
 from scl_ray.loop.state import DONE, TrialDirectory
 
 
-def run_loop(config, resources, experiment):
+def run_loop(config, resources, experiment, reported=None):
     """One in-process loop of `experiment` sharing generation 0 under <experiment>/_shared; returns
-    (its metrics, how many times the model trained)."""
+    (its metrics, how many times the model trained). reported: generation -> the evaluation samples
+    its report got."""
     from scl_ray.loop.build import build_motion_loop
 
+    reported = {} if reported is None else reported
     loop = build_motion_loop(config, resources, TrialDirectory(experiment / "trial"), lambda synthetic, seed: synthetic,
-                             shared_root=str(experiment / "_shared"))
+                             shared_root=str(experiment / "_shared"),
+                             report=lambda generation, metrics, path, samples: reported.update({generation: samples}))
     trained = []
     train = loop.parts.model.train
     loop.parts.model.train = lambda *args: trained.append(args[1]) or train(*args)
@@ -30,8 +33,9 @@ def test_a_second_run_with_the_same_settings_reuses_the_cached_generation_zero(t
     resources = LoopResources.build(tiny_config(), progress=False)
     # The data and evaluator from the tests' shared cache; generation 0 cached in this test's own.
     config = tiny_config("loop.generations=0", f"data.cache_dir={tmp_path / 'cache'}")
-    first, trained = run_loop(config, resources, tmp_path / "first")
-    assert trained == [config.train.steps]
+    reported = {}
+    first, trained = run_loop(config, resources, tmp_path / "first", reported)
+    assert trained == [config.train.steps] and reported[0] is not None  # evaluated here: in memory
     assert store_in_cache([config], str(tmp_path / "first" / "_shared"), resources.evaluator_hash) == \
         [cache_location(config, resources.evaluator_hash)]
 
@@ -40,8 +44,10 @@ def test_a_second_run_with_the_same_settings_reuses_the_cached_generation_zero(t
                               log=lines.append)
     assert used == [cache_location(config, resources.evaluator_hash)]
     assert lines == [f"generation 0: reused from cache {used[0]}"]
-    second, trained = run_loop(config, resources, tmp_path / "second")
+    second, trained = run_loop(config, resources, tmp_path / "second", reported)
     assert trained == []  # loaded, not trained
+    assert reported[0] is None  # nor evaluated: the TensorBoard image reads the copied eval_samples.parquet
+    assert (tmp_path / "second" / "trial" / "gen_000" / "eval_samples.parquet").is_file()
     assert {k: v for k, v in second[0].items() if not k.startswith("time/")} == \
         {k: v for k, v in first[0].items() if not k.startswith("time/")}
     assert (tmp_path / "second" / "trial" / "gen_000" / "model.pt").read_bytes() == \

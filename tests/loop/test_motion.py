@@ -103,6 +103,33 @@ def test_the_loop_seed_reaches_initial_weights_and_training(tiny_model_parts):
     assert not _same(trained, other_training)
 
 
+def test_the_real_set_is_normalised_once_per_loop(tiny_model_parts, monkeypatch):
+    """Every generation trains on the same real motions: their normalised features are computed at
+    the first generation and reused, bit for bit what normalising them again gives."""
+    from scl_ray.loop.motion import MotionLoopModel
+    from scl_ray.motion.features import Normalizer
+
+    config, real, bank = tiny_model_parts
+    items = real.subset(config.loop.train_size, 0)
+    synthetic = dataclasses.replace(items.select(range(3)), source=["synthetic"] * 3,
+                                    features=[f + np.float32(0.1) for f in items.features[:3]])
+    model = MotionLoopModel(config, real.normalizer, bank)
+    normalised = []
+    normalize = Normalizer.normalize
+    monkeypatch.setattr(Normalizer, "normalize", lambda self, x: normalised.append(x) or normalize(self, x))
+    model.dataset(items)  # generation 0: real only
+    assert len(normalised) == len(items)
+    for generation in (1, 2):  # real and synthetic: only the synthetic motions are normalised again
+        normalised.clear()
+        both = items.concat([synthetic])
+        dataset = model.dataset(both)
+        assert len(normalised) == len(synthetic) and all(any(x is f for f in synthetic.features) for x in normalised)
+        features = np.asarray(dataset.features)
+        assert features.dtype == np.float32
+        for row, raw in zip(features, both.features):
+            assert np.array_equal(row[: len(raw)], normalize(real.normalizer, raw).astype(np.float32))
+
+
 def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_config, tmp_path):
     """One protocol: `scl-ray evaluate`'s function on gen_k/eval_samples.parquet gives that generation's
     metrics.json (evaluation, MultiModality, physics and every interval), and on gen_k/synthetic.parquet
@@ -110,6 +137,7 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     from scl_ray.evaluation.metrics import is_interval, split_interval
     from scl_ray.loop.build import build_motion_loop
     from scl_ray.loop.state import EVAL_SAMPLES, SYNTHETIC, TrialDirectory
+    from scl_ray.loop.tensorboard import render_sample_image
     from scl_ray.motion.store import read_motion_set
     from scl_ray.workflows import evaluate_motion_set
 
@@ -120,10 +148,15 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     def uncorrected(synthetic, seed):
         return dataclasses.replace(synthetic, status=["uncorrected"] * len(synthetic))
 
-    build_motion_loop(config, resources, directory, uncorrected).run()
+    reported = {}  # the report gets the evaluation samples that eval_samples.parquet holds, from memory
+    build_motion_loop(config, resources, directory, uncorrected,
+                      report=lambda generation, metrics, path, samples: reported.update({generation: samples})).run()
     metrics = directory.read_metrics(1)
-    evaluated = evaluate_motion_set(read_motion_set(directory.file(1, EVAL_SAMPLES)), config, resources.real,
-                                    resources.evaluator, progress=False)
+    on_disk = read_motion_set(directory.file(1, EVAL_SAMPLES))
+    assert sorted(reported) == [0, 1] and reported[1].ids == on_disk.ids and reported[1].captions == on_disk.captions
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(reported[1].features, on_disk.features))
+    assert np.array_equal(render_sample_image(reported[1]), render_sample_image(on_disk))  # the TensorBoard image
+    evaluated = evaluate_motion_set(on_disk, config, resources.real, resources.evaluator, progress=False)
     assert evaluated.pop("motions") == 32 + 2 * 2  # the samples and the MultiModality samples
     assert {"multimodality", "r_precision_top3_ci_low", "fid_ci_high", "physics/phys_err_mm_ci_high"} <= set(evaluated)
     assert {name: metrics[name] for name in evaluated} == evaluated

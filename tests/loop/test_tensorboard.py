@@ -204,3 +204,27 @@ def test_misuse_is_refused_with_the_reason(tmp_path):
             logger.log_generation(5, {}, np.zeros((6, 8, 3), np.float32))
     with pytest.raises(RuntimeError, match="closed"):
         logger.log_generation(6, fake_metrics(6))
+
+
+def test_generation_logger_renders_the_samples_it_is_given_else_those_on_disk(tmp_path):
+    """The image of a generation comes from its evaluation samples in memory; a generation whose
+    samples the logger is not given (a reused generation 0) reads its eval_samples.parquet; no file, no image."""
+    from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
+    from scl_ray.loop.tensorboard import GenerationLogger, render_sample_image
+    from scl_ray.motion.store import MotionSet, write_motion_set
+
+    features = np.random.default_rng(0).standard_normal((2, 12, 263)).astype(np.float32)
+    features[0, 3] = np.nan  # the first finite motion is drawn
+    samples = MotionSet(ids=["a", "b"], captions=[("first",), ("second",)], features=list(features),
+                        source=["synthetic"] * 2, generation=[0] * 2, status=[""] * 2, stats=[{}, {}])
+    write_motion_set(samples, TrialDirectory(tmp_path / "trial").file(0, EVAL_SAMPLES))
+    logger = GenerationLogger(tmp_path / "trial", LoopConfig())
+    logger(0, fake_metrics(0))  # from the file
+    logger(1, fake_metrics(1), samples)  # from memory (generation 1 has no file)
+    logger(2, fake_metrics(2))  # neither
+    logger.close()
+    images = load(tmp_path / "trial").Images(IMAGE_TAG)
+    assert [image.step for image in images] == [0, 1]
+    expected = render_sample_image(samples)
+    for image in images:
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB")), expected)

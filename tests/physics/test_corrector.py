@@ -19,6 +19,7 @@ from scl_ray.physics.corrector import (
     METRIC_COLUMNS, REPORT_COLUMNS, Correction, PhysicsCorrector, humanoid_settings,
 )
 from scl_ray.physics.humanoid import HumanoidSettings
+from scl_ray.physics.metrics import physics_metrics
 from scl_ray.physics.corruptions import CLEAN, CORRUPTIONS, assess_case, pass_counts
 
 
@@ -74,6 +75,10 @@ def test_corrected_motion_keeps_its_length_and_stays_close(corrector):
     before = features_to_joints(batch["features"][0, :length])
     after = features_to_joints(out["features"][0, :length])
     assert np.linalg.norm(after - before, axis=-1).mean() < 0.03
+    # Before and after are the physics metrics of the joints the evaluation recovers from the features.
+    for phase, joints in (("before", before), ("after", after)):
+        for name, value in physics_metrics(joints).items():
+            assert out[f"{name}_{phase}"][0] == np.float32(value), (name, phase)
 
 
 def test_help_is_reported_per_frame_range():
