@@ -169,10 +169,16 @@ class EvaluateConfig:
     seed: int = setting(0, low=0)
     bootstrap: int = setting(200, low=0, help="resamples of the evaluation samples for each metric's 95% "
                                               "confidence interval (0: no intervals)")
+    every: int = setting(1, low=1, help="evaluate generation 0, every k-th generation and the last; the "
+                                        "others record no evaluation metrics (1: every generation)")
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def evaluates(self, generation: int, last: int) -> bool:
+        """Whether a loop of `last` generations evaluates `generation` (0, every `every`-th, and the last)."""
+        return generation % self.every == 0 or generation == last
 
 
 @dataclass(frozen=True)

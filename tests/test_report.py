@@ -274,3 +274,29 @@ def test_malformed_files_are_named(tmp_path):
     (trial / "gen_000" / "metrics.json").write_text('{"fid": "low"}')
     with pytest.raises(ReportError, match=r"gen_000/metrics.json: metric 'fid' is 'low'"):
         load_results(tmp_path)
+
+
+def test_generations_without_evaluation_are_skipped_in_figures_and_tables(tmp_path):
+    """evaluate.every = 2 over 5 generations: metrics.json of generations 1 and 3 hold no evaluation
+    metrics; the curve joins the evaluated generations, and final and late come from those."""
+    from scl_ray.report.tables import trial_rows
+
+    save_config(Config(), tmp_path / "config.yaml")
+    loop = LoopConfig(synthetic_ratio=1.0, strength=1.0, train_size=64, seed=0, generations=4)
+    trial = tmp_path / trial_name(loop)
+    save_config(Config(loop=loop), trial / "config.yaml")
+    for generation in range(5):
+        values = metrics(1.0, 1.0, 0, generation)
+        if generation % 2:
+            values = {k: v for k, v in values.items() if k in ("generation", "evaluator") or "/" in k}
+        (trial / f"gen_{generation:03d}").mkdir(parents=True)
+        (trial / f"gen_{generation:03d}" / "metrics.json").write_text(json.dumps(values))
+        (trial / f"gen_{generation:03d}" / "DONE").write_text("done\n")
+    trials = load_results(tmp_path).trials
+    assert np.isnan(trials[0].series("fid")[[1, 3]]).all()
+    (row,) = trial_rows(trials, ["fid"])
+    assert row["fid_final"] == fid(1.0, 1.0, 0, 4) and row["fid_late"] == fid(1.0, 1.0, 0, 4)
+    (axes,) = metric_figure("fid", 64, group_by_condition(trials)).axes
+    (line,) = [line for line in axes.get_lines() if line.get_label().startswith("corrected")]
+    np.testing.assert_array_equal(line.get_xdata(), [0, 2, 4])
+    np.testing.assert_allclose(line.get_ydata(), [fid(1.0, 1.0, 0, g) for g in (0, 2, 4)])

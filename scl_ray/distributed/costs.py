@@ -62,7 +62,8 @@ def unit_costs(device: str, preset: str, sim_hz: int) -> UnitCosts:
 
 def trial_seconds(config: Config, loop: LoopConfig, costs: UnitCosts) -> float:
     """One loop's estimated wall time: generation 0 and `loop.generations` more, each trained,
-    sampled, corrected (by `resources.corrector_actors` at once) and evaluated."""
+    sampled, corrected (by `resources.corrector_actors` at once), and evaluated where `evaluate.every`
+    says."""
     batch = config.train.batch_size / 64
     steps = config.sample.steps if config.sample.sampler == "ddim" else config.model.diffusion_steps
     per_motion = costs.sample * steps
@@ -70,8 +71,9 @@ def trial_seconds(config: Config, loop: LoopConfig, costs: UnitCosts) -> float:
     synthetic = int(loop.synthetic_ratio * loop.train_size)
     correct = synthetic * costs.correct * MEAN_FRAMES_SHARE / config.resources.corrector_actors \
         if loop.strength > 0 else 0.0
-    generation = loop.steps_per_generation * costs.train * batch + synthetic * per_motion + correct + evaluate
-    return config.train.steps * costs.train * batch + evaluate + loop.generations * generation
+    generation = loop.steps_per_generation * costs.train * batch + synthetic * per_motion + correct
+    evaluated = sum(config.evaluate.evaluates(g, loop.generations) for g in range(loop.generations + 1))
+    return config.train.steps * costs.train * batch + loop.generations * generation + evaluated * evaluate
 
 
 def wall_seconds(durations: list[float], slots: int) -> float:

@@ -125,7 +125,8 @@ class MotionLoopModel:
 
 @dataclass
 class MotionEvaluation:
-    """The fixed evaluation of every generation: the same prompts, evaluator and real embeddings.
+    """The fixed evaluation of each generation (every one, or as `evaluate.every` says): the same
+    prompts, evaluator and real embeddings.
 
     Each generation's samples, with its MultiModality samples marked (`MULTIMODALITY_GROUP`), are
     scored by the one protocol (`evaluate_motions`) and written to eval_samples.parquet, so
@@ -178,7 +179,11 @@ class MotionEvaluation:
                                [{MULTIMODALITY_GROUP: int(group)} for group in groups])
 
     def __call__(self, model: MotionLoopModel, generation: int, seed: int) -> dict[str, float]:
+        """The generation's evaluation metrics, or {} for a generation `evaluate.every` skips (nothing
+        is sampled or written for it)."""
         settings = self.config.evaluate
+        if not settings.evaluates(generation, self.config.loop.generations):
+            return {}
         samples = model.generate(self.captions, self.lengths, derive_seed(settings.seed, generation))
         finite = np.array([np.isfinite(s).all() for s in samples])
         if finite.sum() < max(2, settings.r_precision_batch):

@@ -54,6 +54,9 @@ def _draw(axes, x: np.ndarray, matrix: np.ndarray, colour, label: str,
     """Mean over the rows of `matrix` (seeds). interval: (low, high) bounds (S, G) of each seed's
     confidence interval, drawn as a band (their mean over seeds) with the seeds' min and max dotted;
     without one (or where none was recorded), a min-max band when there is more than one seed."""
+    shown = np.isfinite(matrix).any(axis=0)  # generations some seed evaluated (evaluate.every may skip some)
+    x, matrix = x[shown], matrix[:, shown]
+    interval = None if interval is None else (interval[0][:, shown], interval[1][:, shown])
     mean, low, high = seed_spread(matrix)
     marker = "o" if len(x) <= MARKERS_UP_TO else None
     axes.plot(x, mean, color=colour, label=label, marker=marker, markersize=3, linewidth=1.5)

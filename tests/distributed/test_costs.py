@@ -3,6 +3,7 @@ concurrency it will run with (no Ray is started)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -82,3 +83,16 @@ def test_a_sweep_starts_its_longest_trials_first():
     assert started[0] == (256, 1.0, 1.0) and started[1][0] == 256
     assert {loop[1] for loop in started[-3:]} == {0.0}  # the baselines sample nothing: last
     assert sorted(started) == sorted((loop.train_size, loop.synthetic_ratio, loop.strength) for loop in expand_trials(config))
+
+
+def test_generations_evaluate_every_skips_are_not_costed():
+    config = load_config(CONFIGS / "cpu_study.yaml")
+    loop = expand_trials(config)[0]
+    unit = costs.unit_costs("cpu", "small", config.correct.sim_hz)
+    every = [costs.trial_seconds(dataclasses.replace(config, evaluate=dataclasses.replace(config.evaluate, every=k)),
+                                 loop, unit) for k in (1, 5)]
+    steps = config.sample.steps
+    one_evaluation = (config.evaluate.num_samples + config.evaluate.mm_prompts * config.evaluate.mm_samples) \
+        * unit.sample * steps
+    # 20 generations: every generation and generation 0 is 21 evaluations; every 5th (0, 5, 10, 15, 20) is 5.
+    assert every[0] - every[1] == pytest.approx(16 * one_evaluation)

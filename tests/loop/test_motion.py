@@ -167,3 +167,26 @@ def test_scl_ray_evaluate_on_a_generations_files_gives_its_metrics_json(tiny_con
     as_recorded = {name: "correction/{}_before{}".format(*split_interval(name)) for name in scored}
     assert as_recorded["fid_ci_low"] == "correction/fid_before_ci_low"
     assert {name: metrics[as_recorded[name]] for name in scored} == {name: synthetic[name] for name in scored}
+
+
+def test_evaluate_every_skips_generations_but_never_the_first_or_last(tiny_config, tmp_path):
+    """evaluate.every = 2 over 3 generations: generations 0, 2 and 3 are evaluated (metrics and
+    eval_samples.parquet), generation 1 records its training and correction but no evaluation."""
+    from scl_ray.loop.build import build_motion_loop
+    from scl_ray.loop.state import EVAL_SAMPLES, TrialDirectory
+    from scl_ray import storage
+
+    config = tiny_config("loop.generations=3", "loop.synthetic_ratio=1", "loop.strength=0", "evaluate.every=2",
+                         "evaluate.bootstrap=0")
+    resources = LoopResources.build(config, progress=False)
+    directory = TrialDirectory(tmp_path / "trial")
+
+    def uncorrected(synthetic, seed):
+        return dataclasses.replace(synthetic, status=["uncorrected"] * len(synthetic))
+
+    build_motion_loop(config, resources, directory, uncorrected).run()
+    evaluated = [g for g in range(4) if "fid" in directory.read_metrics(g)]
+    assert evaluated == [0, 2, 3]
+    assert [g for g in range(4) if storage.exists(directory.file(g, EVAL_SAMPLES))] == [0, 2, 3]
+    skipped = directory.read_metrics(1)
+    assert "train/loss" in skipped and "correction/uncorrected" in skipped and "time/evaluate_s" in skipped
