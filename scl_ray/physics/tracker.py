@@ -233,7 +233,7 @@ class _Controller:
         self.swing_mass = sum(model.body_mass[model.body(f"left_{part}").id] for part in ("knee", "ankle"))
         self.foot_jacobian = np.zeros((3, model.nv))
         self.toe_jacobian = np.zeros((3, model.nv))
-        self.toes = humanoid.sole_corners[:, 2:].mean(axis=1)  # (2, 3) the toe joint in each foot's frame
+        self.toes = _toes(humanoid)
 
     def set_help(self, level: int) -> float:
         """Arm the root servo for help `level` (0: off); returns its gain factor. Its force limits grow
@@ -365,6 +365,11 @@ class _Controller:
         return residual
 
 
+def _toes(humanoid: Humanoid) -> np.ndarray:
+    """(2, 3) each foot's toe joint in its body frame: the middle of its sole's front edge."""
+    return humanoid.sole_corners[:, 2:].mean(axis=1)
+
+
 def _reference_feet(humanoid: Humanoid, reference: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Per reference frame, the feet's origins and toe joints (T, 2, 2, 3), simulation frame, and how
     much each swings (T, 2): 0 while its sole's lowest corner is within SWING_FADE[0] of the floor, 1 above SWING_FADE[1]."""
@@ -372,13 +377,15 @@ def _reference_feet(humanoid: Humanoid, reference: np.ndarray, fps: float) -> tu
     data = mujoco.MjData(model)
     feet = np.empty((len(reference), 2, 2, 3))
     lowest = np.empty((len(reference), 2))
+    toes = _toes(humanoid)
     for frame, qpos in enumerate(reference):
         data.qpos[:] = qpos
         mujoco.mj_kinematics(model, data)
         for side, body in enumerate(humanoid.sole_bodies):
-            corners = humanoid.sole_corners[side] @ data.xmat[body].reshape(3, 3).T
+            rotation = data.xmat[body].reshape(3, 3)
+            corners = humanoid.sole_corners[side] @ rotation.T
             feet[frame, side, 0] = data.xpos[body]
-            feet[frame, side, 1] = data.xpos[body] + corners[2:].mean(axis=0)
+            feet[frame, side, 1] = data.xpos[body] + rotation @ toes[side]
             lowest[frame, side] = data.xpos[body, 2] + corners[:, 2].min()
     low, high = SWING_FADE
     return feet, np.clip((lowest - low) / (high - low), 0.0, 1.0)
