@@ -15,6 +15,7 @@ from scl_ray.loop.plan import trial_name
 from scl_ray.report import ReportError, format_summary, load_results, make_report
 from scl_ray.report.figures import metric_figure
 from scl_ray.report.metrics import best_value, better
+from scl_ray.report.paired import CLOSER, FARTHER, UNRESOLVED, Interval, compare, verdict
 from scl_ray.report.results import align, group_by_condition, seed_spread
 from scl_ray.report.tables import late_mean
 
@@ -143,6 +144,48 @@ def test_summary_md_tables_and_figure_links(report):
     assert "| 9 ± 0 |" in baseline  # diversity: recorded without an interval
     assert "![fid_n64](fid_n64.png)" in text and "![toy_w2](toy_w2.png)" in text
     assert "## Late values (mean over the last quarter of the generations)" in text
+
+
+def test_corrected_is_compared_with_the_self_consuming_loop_of_the_same_seed(report):
+    root, _ = report
+    trials = load_results(root).trials
+    found = {(c.synthetic_ratio, c.metric): c for c in compare(trials, ["fid", "r_precision_top3",
+                                                                        "physics/penetration", "diversity"])}
+    # Late = generation 3. FID: corrected 1.3 + 0.1 seed, self-consuming 1 + 1.5 lambda + 0.1 seed, baseline
+    # 1 + 0.1 seed: the difference is 0.3 - 1.5 lambda in both seeds, and so is the change of the gap.
+    for ratio in RATIOS:
+        fid_row = found[(ratio, "fid")]
+        assert fid_row.seeds == (0, 1) and fid_row.strength == 1.0 and fid_row.better_in == 2
+        assert fid_row.difference.mean == pytest.approx(0.3 - 1.5 * ratio)
+        assert fid_row.difference.low == pytest.approx(0.3 - 1.5 * ratio)  # no spread over seeds
+        assert fid_row.gap_change.mean == pytest.approx(0.3 - 1.5 * ratio) and fid_row.verdict == CLOSER
+    # R-precision does not depend on the strength: no difference, not resolved, better in no seed.
+    assert found[(1.0, "r_precision_top3")].difference.mean == pytest.approx(0.0)
+    assert found[(1.0, "r_precision_top3")].verdict == UNRESOLVED and found[(1.0, "r_precision_top3")].better_in == 0
+    # Penetration 0.04 (corrected) and 0.08 (self-consuming); the baselines are 0.04 (seed 0, strength 1) and
+    # 0.08 (seed 1, strength 0): the gap changes by -0.04 and +0.04, so the mean is 0 and unresolved.
+    penetration = found[(1.0, "physics/penetration")]
+    assert penetration.gap_change.mean == pytest.approx(0.0) and penetration.verdict == UNRESOLVED
+    assert penetration.gap_change.high == pytest.approx(12.706 * 0.04, rel=1e-3)  # t(0.975, 1) * sd / sqrt(2)
+    assert found[(1.0, "diversity")].better_in is None  # no direction
+
+
+def test_the_paired_table_is_in_the_report(report):
+    _, out = report
+    text = (out / "summary.md").read_text()
+    assert "## Corrected against self-consuming, paired by seed (late values)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 64 | 1 | 1 | FID |"))
+    assert "-1.2 [-1.2, -1.2]" in row and "2 of 2" in row and row.rstrip(" |").endswith(CLOSER)
+
+
+def test_seed_interval_is_students_t_and_the_verdict_needs_the_interval_off_zero():
+    interval = Interval.of([1.0, 2.0, 3.0, np.nan])
+    assert (interval.mean, interval.seeds) == (2.0, 3)
+    assert interval.high - 2.0 == pytest.approx(4.303 / np.sqrt(3), rel=1e-3)  # t(0.975, 2) = 4.303
+    assert verdict(Interval.of([0.1, 0.12, 0.11, 0.1])) == FARTHER
+    assert verdict(Interval.of([-0.1, -0.12, -0.11, -0.1])) == CLOSER
+    assert verdict(Interval.of([0.1, 0.2])) == UNRESOLVED  # t(0.975, 1) = 12.7: two seeds rarely decide
+    assert verdict(Interval.of([-0.1, 0.2, 0.1])) == UNRESOLVED and verdict(Interval.of([-0.5])) == UNRESOLVED
 
 
 def test_late_mean_is_the_mean_of_the_finite_values_in_the_last_quarter():

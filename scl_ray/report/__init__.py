@@ -11,7 +11,9 @@ writes into report_dir (default RESULTS/report, on the same storage as RESULTS: 
   timing.png          mean seconds per generation by stage, per trial
   toy_w2.png          Gaussian toy: W2 vs generation, a line per gamma, a panel per corrector
   summary.csv         one row per trial (see tables.py); toy_summary.csv for toy runs
-  summary.md          the tables above in Markdown, with the figures
+  summary.md          the tables above in Markdown, with the figures, and each corrected arm against the
+                      self-consuming one of the same seed (paired.py: does correction stay closer to
+                      the baseline?)
 
 Metrics are comparable only when one evaluator scored them: a report of trials whose metrics.json
 name different evaluators is refused (ReportError naming the trials behind each hash) unless
@@ -25,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from scl_ray import storage
-from scl_ray.report import figures, tables
+from scl_ray.report import figures, paired, tables
 from scl_ray.report.metrics import reported_metrics
 from scl_ray.report.results import Results, ReportError, check_evaluators, load_results
 from scl_ray.report.tables import format_summary
@@ -33,6 +35,10 @@ from scl_ray.report.tables import format_summary
 SUMMARY_MD = "summary.md"
 CI_NOTE = ("(CI ± h): h is the mean over seeds of the half-width of one evaluation's 95% bootstrap interval "
            "(evaluate.bootstrap resamples of its samples).\n\n")
+PAIRED_NOTE = ("Per seed, the corrected loop's late value minus the self-consuming loop's (same n, λ and seed: "
+               "the same generation 0); the gap to the baseline is |arm − baseline| of the same seed, and its change "
+               "is negative when correction ends nearer to the baseline. Brackets: 95% Student-t intervals over "
+               "seeds; \"closer\" or \"farther\" only when the interval excludes 0 (scl_ray/report/paired.py).\n\n")
 __all__ = ["ReportError", "Results", "format_summary", "load_results", "make_report"]
 
 
@@ -74,6 +80,10 @@ def _write_report(results_dir: str | os.PathLike, out_dir: Path, allow_mixed_eva
                         + tables.seeds_markdown(results.trials, metrics))
         sections.append("## Late values (mean over the last quarter of the generations), mean ± standard "
                         "deviation over seeds\n\n" + CI_NOTE + tables.seeds_markdown(results.trials, metrics, "late"))
+        comparison = paired.paired_markdown(results.trials, metrics)
+        if comparison:
+            sections.append("## Corrected against self-consuming, paired by seed (late values)\n\n" + PAIRED_NOTE
+                            + comparison)
         sections.append("## Trials (final = last finished generation, best = over all generations)\n\n"
                         + tables.trials_markdown(rows))
         pictures += figures.metric_figures(results.trials, out_dir)
