@@ -199,13 +199,15 @@ def neutral_offsets(skeleton: Skeleton, ankle_height: float | None = None) -> np
     hips = offsets[[JOINT["left_hip"], JOINT["right_hip"]], 2].mean()
     lean = np.clip((hips - offsets[JOINT["spine1"], 2]) / lengths[JOINT["spine2"]], -0.9, 0.9)
     offsets[JOINT["spine2"]] = lengths[JOINT["spine2"]] * np.array([0.0, np.sqrt(1.0 - lean**2), lean])
-    # Both soles rest on the floor, so the leg whose ankle hangs higher (a shorter leg, or a hip set
-    # higher in the pelvis) gets the taller ankle.
-    legs = {side: lengths[JOINT[f"{side}_knee"]] + lengths[JOINT[f"{side}_ankle"]] - offsets[JOINT[f"{side}_hip"], 1]
-            for side in ("left", "right")}
-    for side, leg in legs.items():
+    # The same ankle height on both sides: a planted foot's ankle sits as high above its toe whichever
+    # leg is shorter (the knee takes up the difference), so the sole is flat when the data's foot is.
+    # Giving the shorter leg a taller ankle, so that both soles touched the floor in the neutral stance,
+    # tilted its sole wherever the data's foot was planted: on the procedural skeleton (legs 1 cm apart)
+    # every reference had the right heel 1.4 cm in the floor, and the humanoid stood on that foot with
+    # the other 1.2 cm in the air. The neutral stance now stands on the longer leg.
+    for side in ("left", "right"):
         foot = JOINT[f"{side}_foot"]
-        drop = min((ankle_height + max(legs.values()) - leg) / lengths[foot], 0.9)
+        drop = min(ankle_height / lengths[foot], 0.9)
         offsets[foot] = lengths[foot] * np.array([0.0, -drop, np.sqrt(1.0 - drop**2)])
     return offsets
 
