@@ -19,13 +19,13 @@ since each seed's late value is one measurement of both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
 
 from scl_ray.report.metrics import SHORT_LABELS, better
-from scl_ray.report.results import TrialResult, condition_of
+from scl_ray.report.results import Condition, TrialResult, group_by_condition
 from scl_ray.report.tables import late_mean, markdown_table
 
 CONFIDENCE = 0.95
@@ -87,41 +87,38 @@ class Comparison:
     verdict: str
 
 
-def _late(trial: TrialResult, metric: str) -> float:
-    return late_mean(trial.series(metric))
+def _late(trial: TrialResult | None, metric: str) -> float:
+    return late_mean(trial.series(metric)) if trial is not None else math.nan
 
 
 def compare(trials: list[TrialResult], metrics: list[str]) -> list[Comparison]:
     """Every (corrected condition, metric) with at least one seed that also ran the self-consuming arm."""
-    by_key = {}
-    for trial in trials:
-        condition = condition_of(trial)
-        by_key[(condition.train_size, condition.synthetic_ratio, condition.strength, trial.seed)] = trial
-    baselines = {(trial.train_size, trial.seed): trial for trial in trials if trial.synthetic_ratio == 0}
-    corrected = sorted({(n, ratio, strength) for n, ratio, strength, _ in by_key if ratio > 0 and strength > 0})
+    by_seed = {condition: {trial.seed: trial for trial in members}
+               for condition, members in group_by_condition(trials).items()}
     comparisons = []
-    for n, ratio, strength in corrected:
+    for condition, members in by_seed.items():
+        if condition.arm != "corrected":
+            continue
+        partners = by_seed.get(replace(condition, strength=0.0), {})
+        baselines = by_seed.get(Condition(condition.train_size, 0.0, 0.0), {})
         for metric in metrics:
             seeds, differences, gaps, wins = [], [], [], 0
-            for (key_n, key_ratio, key_strength, seed), trial in sorted(by_key.items()):
-                partner = by_key.get((n, ratio, 0.0, seed))
-                if (key_n, key_ratio, key_strength) != (n, ratio, strength) or partner is None:
-                    continue
-                ours, theirs = _late(trial, metric), _late(partner, metric)
+            for seed, trial in members.items():
+                ours, theirs = _late(trial, metric), _late(partners.get(seed), metric)
                 if not (math.isfinite(ours) and math.isfinite(theirs)):
                     continue
                 seeds.append(seed)
                 differences.append(ours - theirs)
                 wins += (ours < theirs) if better(metric) == "lower" else (ours > theirs)
-                baseline = baselines.get((n, seed))
-                reference = _late(baseline, metric) if baseline is not None else math.nan
+                reference = _late(baselines.get(seed), metric)
                 if math.isfinite(reference):
                     gaps.append(abs(ours - reference) - abs(theirs - reference))
             if not seeds:
                 continue
             gap_change = Interval.of(gaps)
-            comparisons.append(Comparison(n, ratio, strength, metric, tuple(seeds), Interval.of(differences),
-                                          wins if better(metric) else None, gap_change, verdict(gap_change)))
+            comparisons.append(Comparison(condition.train_size, condition.synthetic_ratio, condition.strength, metric,
+                                          tuple(seeds), Interval.of(differences), wins if better(metric) else None,
+                                          gap_change, verdict(gap_change)))
     return comparisons
 
 
