@@ -15,6 +15,9 @@ Control, every 1 / control_hz seconds (the simulation steps in between; `control
   corners that touch the floor now, as forces inside a friction pyramid (non-negative least squares);
   the leg hinges get the torques that push those forces into the floor (the contact Jacobians'
   transpose). This is how a walk is propelled and a jump launched: by the legs, not by the residual.
+  A corner bears less the higher it is, in the simulation or in the reference (whichever is higher):
+  where the reference lifts a heel, the toes carry the body, and the ankle gets the push-off torque
+  that lifts the heel (`controller.py`).
 - Swing feet. While the reference lifts a foot (its sole more than SWING_FADE above the floor), the
   leg's hinges also pull the foot's origin towards the reference's position (a critically damped
   spring at swing_hz on the shank and foot mass, through the leg's Jacobian): the joint servos alone
@@ -154,13 +157,15 @@ def _interpolated(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return values[lower] * (1.0 - weight) + values[np.minimum(lower + 1, len(values) - 1)] * weight
 
 
-def _reference_feet(humanoid: Humanoid, reference: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per reference frame, the feet's origins and toe joints (T, 2, 2, 3), simulation frame, and how
-    much each swings (T, 2): 0 while its sole's lowest corner is within SWING_FADE[0] of the floor, 1 above SWING_FADE[1]."""
+def _reference_feet(humanoid: Humanoid, reference: np.ndarray,
+                    fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per reference frame, the feet's origins and toe joints (T, 2, 2, 3), simulation frame; how
+    much each swings (T, 2): 0 while its sole's lowest corner is within SWING_FADE[0] of the floor, 1
+    above SWING_FADE[1]; and the heights of the soles' corners above the floor (T, 2, 4), metres."""
     model = humanoid.model
     data = mujoco.MjData(model)
     feet = np.empty((len(reference), 2, 2, 3))
-    lowest = np.empty((len(reference), 2))
+    soles = np.empty((len(reference), 2, 4))
     toes = foot_toes(humanoid)
     for frame, qpos in enumerate(reference):
         data.qpos[:] = qpos
@@ -170,9 +175,9 @@ def _reference_feet(humanoid: Humanoid, reference: np.ndarray, fps: float) -> tu
             corners = humanoid.sole_corners[side] @ rotation.T
             feet[frame, side, 0] = data.xpos[body]
             feet[frame, side, 1] = data.xpos[body] + rotation @ toes[side]
-            lowest[frame, side] = data.xpos[body, 2] + corners[:, 2].min()
+            soles[frame, side] = data.xpos[body, 2] + corners[:, 2]
     low, high = SWING_FADE
-    return feet, np.clip((lowest - low) / (high - low), 0.0, 1.0)
+    return feet, np.clip((soles.min(axis=2) - low) / (high - low), 0.0, 1.0), soles
 
 
 def _unstable(data: mujoco.MjData, warnings: np.ndarray) -> bool:
@@ -222,12 +227,14 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
     frame_steps = np.round(np.arange(frames) * steps_per_frame).astype(int)
     control_steps = max(1, int(round(1.0 / (model.opt.timestep * settings.control_hz))))
     controller = Controller(humanoid, settings)
-    feet, swing = _reference_feet(humanoid, reference, settings.fps)
+    feet, swing, soles = _reference_feet(humanoid, reference, settings.fps)
     feet_velocity = np.gradient(feet, 1.0 / settings.fps, axis=0)
-    # Every control step's targets, interpolated once: (count, reference, velocity, force, swing feet).
+    # Every control step's targets, interpolated once: (count, reference, velocity, force, and the
+    # reference's feet: origins and toes, their velocities, swing, sole corner heights).
     schedule = _schedule(frame_steps, control_steps, steps_per_frame)
     positions = np.array([at for steps in schedule for _, at in steps])
-    targets = [_interpolated(values, positions) for values in (reference, qvel, force, feet, feet_velocity, swing)]
+    targets = [_interpolated(values, positions)
+               for values in (reference, qvel, force, feet, feet_velocity, swing, soles)]
     controls, index = [], 0
     for steps in schedule:
         controls.append([(count, *(values[index + i] for values in targets)) for i, (count, _) in enumerate(steps)])
@@ -248,8 +255,8 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
             if help_level[frame] != level:
                 level, factor = help_level[frame], controller.set_help(help_level[frame])
             used, first, last = 0.0, frame_steps[frame], frame_steps[frame + 1]
-            for step, (count, qpos_at, qvel_at, force_at, feet_at, feet_velocity_at, swing_at) in enumerate(controls[frame]):
-                applied = controller.apply(data, qpos_at, qvel_at, force_at, factor, (feet_at, feet_velocity_at, swing_at))
+            for step, (count, qpos_at, qvel_at, force_at, *feet_at) in enumerate(controls[frame]):
+                applied = controller.apply(data, qpos_at, qvel_at, force_at, factor, feet_at)
                 mujoco.mj_step(model, data, nstep=count)
                 passing[frame][step] = data.qpos
                 servo = data.actuator_force[controller.servos[:3]] if factor > 0.0 else 0.0
