@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from procedural_speed import cpu_model, save_and_print  # noqa: E402
 from scl_ray.motion.procedural.families import FAMILIES  # noqa: E402
 from scl_ray.motion.skeleton import Skeleton  # noqa: E402
-from scl_ray.physics.humanoid import Humanoid, HumanoidSettings, infer_ankle_height  # noqa: E402
+from scl_ray.physics.body import infer_ankle_height  # noqa: E402
+from scl_ray.physics.humanoid import Humanoid, HumanoidSettings  # noqa: E402
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints  # noqa: E402
 from tests.physics.clips import humanml3d_shaped, procedural, real_motions  # noqa: E402
 

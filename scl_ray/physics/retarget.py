@@ -27,7 +27,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
 from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, NUM_JOINTS, PARENTS
-from scl_ray.physics.humanoid import AXES, BODY_JOINTS, HINGES, Humanoid, to_data, to_sim
+from scl_ray.physics.body import AXES, BODY_JOINTS, HINGES, to_data, to_sim
+from scl_ray.physics.humanoid import Humanoid
 
 UP = np.array([0.0, 0.0, 1.0])  # simulation frame
 # Weight of the parent-following default in a hinge-plane hint: the twist follows the bent limb's

@@ -8,10 +8,10 @@ import pytest
 
 from scl_ray.motion.procedural import FAMILIES
 from scl_ray.motion.skeleton import JOINT, JOINT_NAMES, PARENTS, RIGID_GROUPS, Skeleton
-from scl_ray.physics.humanoid import (
-    HEAD_TOP, HINGES, Anthropometry, Humanoid, HumanoidSettings, build_humanoid_mjcf, build_model,
-    default_ankle_height, infer_ankle_height, neutral_offsets, to_data, to_sim,
+from scl_ray.physics.body import (
+    HEAD_TOP, HINGES, Anthropometry, default_ankle_height, infer_ankle_height, neutral_offsets, to_data, to_sim,
 )
+from scl_ray.physics.humanoid import Humanoid, HumanoidSettings, build_humanoid_mjcf, build_model
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
 from tests.physics.clips import procedural, real_motions
 

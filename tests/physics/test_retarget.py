@@ -9,7 +9,8 @@ from scipy.spatial.transform import Rotation
 from scl_ray.motion.constants import FPS
 from scl_ray.motion.procedural import FAMILIES
 from scl_ray.motion.skeleton import JOINT, NUM_JOINTS, PARENTS, RIGID_GROUPS, Skeleton
-from scl_ray.physics.humanoid import HINGES, Humanoid, HumanoidSettings, infer_ankle_height
+from scl_ray.physics.body import HINGES, infer_ankle_height
+from scl_ray.physics.humanoid import Humanoid, HumanoidSettings
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
 from tests.physics.clips import humanml3d_shaped, procedural, real_motions
 

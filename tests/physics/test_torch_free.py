@@ -9,7 +9,8 @@ import sys
 NUMPY_MODULES = (
     "scl_ray.motion", "scl_ray.motion.features", "scl_ray.motion.humanml3d", "scl_ray.motion.amass",
     "scl_ray.physics.corrector", "scl_ray.physics.tracker", "scl_ray.physics.metrics",
-    "scl_ray.physics.reference", "scl_ray.physics.retarget", "scl_ray.physics.humanoid",
+    "scl_ray.physics.reference", "scl_ray.physics.retarget", "scl_ray.physics.humanoid", "scl_ray.physics.body",
+    "scl_ray.physics.controller",
     "scl_ray.text.tokens", "scl_ray.text.encoders", "scl_ray.diffusion.schedule",
 )
 
