@@ -134,7 +134,8 @@ class Controller:
         the floor whole and landed 6-7 cm behind (a clean walk's toe slid 29 and 38 mm in two frames).
         Measured on clean procedural motions (benchmarks/corrector_quality.py, seed 0), foot skating
         walk 8.4 -> 6.2 mm per frame, walk backward 8.4 -> 6.3, side step 13.5 -> 10.6 (mean per-joint
-        error 21 -> 7 mm), turn 3.3 -> 1.9; a run's is unchanged (its sole bounces at touch-down)."""
+        error 21 -> 7 mm), turn 3.3 -> 1.9; a run's barely moves, 11.2 -> 10.3 (its sole bounces at
+        touch-down)."""
         model, humanoid, height = self.model, self.humanoid, self.settings.contact_height
         jacobians, heights = [], []
         for side, (body, corners) in enumerate(zip(humanoid.sole_bodies, humanoid.sole_corners)):
