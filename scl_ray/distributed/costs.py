@@ -32,7 +32,7 @@ class UnitCosts:
 
 # The corrector's speed (motions per second per core, 196-frame motions) at the simulation rates
 # benchmarks/results/corrector_throughput.json measured; other rates take the nearest.
-CORRECT_MOTIONS_PER_S = {200: 6.65, 300: 6.33, 450: 5.22}
+CORRECT_MOTIONS_PER_S = {200: 3.26, 300: 3.43, 450: 2.85}
 # Procedural and HumanML3D motions average about 120 of at most 196 frames (the benchmarks' mean_frames).
 MEAN_FRAMES_SHARE = 120 / 196
 
