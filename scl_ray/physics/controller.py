@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
@@ -57,6 +58,17 @@ class TrackerSettings:
     rollback_frames: int = 10
     help_frames: int = 20
     exposure_frames: float = 1.0
+
+
+class ReferenceFeet(NamedTuple):
+    """The reference's feet at one control step, simulation frame: points (2, 2, 3) each foot's origin
+    (the ankle) and toe joint, velocities (2, 2, 3) theirs, swing (2,) how much each foot swings (0-1),
+    soles (2, 4) its sole corners' heights above the floor (m)."""
+
+    points: np.ndarray
+    velocities: np.ndarray
+    swing: np.ndarray
+    soles: np.ndarray
 
 
 def vector_norm(vector: np.ndarray) -> float:
@@ -204,11 +216,10 @@ class Controller:
         return torques
 
     def apply(self, data: mujoco.MjData, qpos: np.ndarray, qvel: np.ndarray, force: np.ndarray,
-              help_factor: float, feet: tuple | None = None) -> np.ndarray:
+              help_factor: float, feet: ReferenceFeet | None = None) -> np.ndarray:
         """Set the servo targets and applied forces for reference state (qpos, qvel) and feed-forward
-        `force` (nv,); feet: the reference's feet at this step (origins and toes (2, 2, 3), their
-        velocities (2, 2, 3), swing (2,), sole corner heights (2, 4)), None for neither the swing
-        pull nor the reference's soles. Returns the explicit residual root wrench (6,) applied."""
+        `force` (nv,); feet: the reference's feet at this step, None for neither the swing pull nor
+        the reference's soles. Returns the explicit residual root wrench (6,) applied."""
         model, humanoid, settings = self.model, self.humanoid, self.settings
         data.ctrl[humanoid.hinge_actuators] = (qpos[self.hinge_qpos]
                                                + self.lead[humanoid.hinge_actuators] * qvel[humanoid.hinge_dofs])
@@ -225,14 +236,14 @@ class Controller:
         wrench = force[:6] + self.inertia[:6, :6] @ (omega**2 * error + 2.0 * omega * (qvel[:6] - data.qvel[:6]))
         # A human's legs push with a few body weights at most; a generated reference can ask for tens.
         wrench *= min(1.0, MAX_SUPPORT * self.weight / max(vector_norm(wrench[:3]), 1e-12))
-        contact = self._contact_forces(data, wrench, None if feet is None else feet[3])
+        contact = self._contact_forces(data, wrench, None if feet is None else feet.soles)
         limit = self.servo_range[:, 1]  # the budget, per component
         residual = np.clip(wrench - contact[:6], -limit, limit)
         data.qfrc_applied[:] = 0.0
         # The hinges' strength: the feed-forward is clipped to what each hinge's servo can exert.
         hinge = force - contact
         if feet is not None:
-            hinge = hinge + self.swing_torques(data, *feet[:3])
+            hinge = hinge + self.swing_torques(data, feet.points, feet.velocities, feet.swing)
         data.qfrc_applied[humanoid.hinge_dofs] = np.clip(hinge[humanoid.hinge_dofs], -self.strength, self.strength)
         data.qfrc_applied[:6] = residual
         if help_factor > 0.0:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from scl_ray.physics.controller import Controller, TrackerSettings, foot_toes, vector_norm
+from scl_ray.physics.controller import Controller, ReferenceFeet, TrackerSettings, foot_toes, vector_norm
 from scl_ray.physics.humanoid import Humanoid
 from scl_ray.physics.retarget import joints_to_qpos, qpos_to_joints
 
@@ -256,7 +256,7 @@ def track(humanoid: Humanoid, reference: np.ndarray, settings: TrackerSettings =
                 level, factor = help_level[frame], controller.set_help(help_level[frame])
             used, first, last = 0.0, frame_steps[frame], frame_steps[frame + 1]
             for step, (count, qpos_at, qvel_at, force_at, *feet_at) in enumerate(controls[frame]):
-                applied = controller.apply(data, qpos_at, qvel_at, force_at, factor, feet_at)
+                applied = controller.apply(data, qpos_at, qvel_at, force_at, factor, ReferenceFeet(*feet_at))
                 mujoco.mj_step(model, data, nstep=count)
                 passing[frame][step] = data.qpos
                 servo = data.actuator_force[controller.servos[:3]] if factor > 0.0 else 0.0
